@@ -1,0 +1,27 @@
+"""poolattn: decoder LLMs as text embedding models, and the experiment that says which design works best.
+
+The public surface stays small: `Embedder` (build, encode, save, load), `Config` and `load_config`, `get_design`.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["Config", "Embedder", "get_design", "load_config", "__version__"]
+
+
+def __getattr__(name: str):
+    # Lazy, so `poolattn --help` and config tooling do not import torch.
+    if name == "Embedder":
+        from poolattn.model import Embedder
+
+        return Embedder
+    if name in ("Config", "load_config"):
+        from poolattn import config
+
+        return getattr(config, name)
+    if name == "get_design":
+        from poolattn.designs import get_design
+
+        return get_design
+    raise AttributeError(f"module 'poolattn' has no attribute {name!r}")

@@ -1,0 +1,125 @@
+"""Load a decoder backbone and its tokenizer, put it in an attention mode, and wrap it with LoRA (peft)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from poolattn.backbone import offline
+from poolattn.backbone.attention import set_attention
+from poolattn.config import LoraConfig, ModelConfig
+
+logger = logging.getLogger(__name__)
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(name: str, device: torch.device | str | None = None) -> torch.dtype:
+    """'auto' is float32 on CPU and bfloat16 on CUDA; other names map to their torch dtype."""
+    if name == "auto":
+        device = torch.device(device) if device is not None else default_device()
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return _DTYPES[name]
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_tokenizer(location: str, *, trust_remote_code: bool = False):
+    """The backbone's tokenizer, with a pad token (the EOS token when it has none: masks, not ids, mark padding)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
+    if tokenizer.eos_token_id is None:
+        raise ValueError(
+            f"the tokenizer of {location!r} has no EOS token; poolattn appends EOS to every text for pooling. "
+            "Set tokenizer.eos_token in the checkpoint's tokenizer_config.json."
+        )
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_base_model(
+    location: str,
+    *,
+    dtype: torch.dtype,
+    attn_implementation: str = "sdpa",
+    trust_remote_code: bool = False,
+) -> nn.Module:
+    """The transformer body without its LM head (`AutoModel`): we pool hidden states, never predict tokens."""
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the per-tensor "Loading weights" bar is noise for sub-second loads
+    try:
+        return AutoModel.from_pretrained(
+            location, dtype=dtype, attn_implementation=attn_implementation, trust_remote_code=trust_remote_code
+        )
+    except OSError as exc:
+        known = sorted(offline.OFFLINE_MODELS)
+        raise OSError(
+            f"could not load backbone {location!r}: {exc}\nGive a local folder, a Hugging Face hub id (needs "
+            f"network), or one of the offline models {known} (`poolattn models list`)."
+        ) from exc
+
+
+def lora_layer_indices(layers: list[int] | None, num_layers: int) -> list[int] | None:
+    """Normalise LoRA layer numbers (negatives count from the end) to sorted 0-based indices."""
+    if layers is None:
+        return None
+    out = sorted({i + num_layers if i < 0 else i for i in layers})
+    bad = [i for i in out if not 0 <= i < num_layers]
+    if bad:
+        raise ValueError(f"lora.layers={layers} names layers outside 0..{num_layers - 1}")
+    return out
+
+
+def add_lora(model: nn.Module, lora: LoraConfig) -> nn.Module:
+    """Wrap `model` with fresh LoRA adapters (peft); the base weights are frozen."""
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+
+    num_layers = model.config.num_hidden_layers
+    peft_config = PeftLoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        layers_to_transform=lora_layer_indices(lora.layers, num_layers),
+        bias="none",
+    )
+    with warnings.catch_warnings():
+        # peft 0.21 calls a transformers API that transformers 5 deprecated; nothing for users to act on.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, peft_config)
+
+
+def load_lora(model: nn.Module, adapter_dir: Path, *, trainable: bool = False) -> nn.Module:
+    """Wrap `model` with adapters saved by peft (safetensors)."""
+    from peft import PeftModel
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
+
+
+def load_backbone(config: ModelConfig, *, device: torch.device | str | None = None, location: str | None = None):
+    """The backbone of `config` on `device`: weights in the configured dtype, attention mode set (no LoRA yet).
+
+    `location` overrides where the weights come from (a merged checkpoint inside a saved model folder); by
+    default `config.backbone` is resolved (offline short names are fetched into the cache on first use).
+    """
+    device = torch.device(device) if device is not None else default_device()
+    where = location or offline.resolve(config.backbone)
+    dtype = resolve_dtype(config.dtype, device)
+    model = load_base_model(
+        where, dtype=dtype, attn_implementation=config.attn_implementation, trust_remote_code=config.trust_remote_code
+    )
+    set_attention(model, config.attention)
+    return model.to(device)

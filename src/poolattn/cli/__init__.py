@@ -1,0 +1,73 @@
+"""`poolattn` command line: parse flags, build the config, call the library, print results.
+
+Each subcommand lives in its own module with `add_arguments(parser)` and `run(args) -> int`; modules keep their
+heavy imports (torch, transformers, mteb) inside `run`, so `poolattn --help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from poolattn import __version__
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "study": ("poolattn.cli.study", "train and evaluate several designs and write a comparison report"),
+    "train": ("poolattn.cli.train", "contrastive LoRA training of one design"),
+    "evaluate": ("poolattn.cli.evaluate", "evaluate a model on MTEB tasks or the offline suite"),
+    "encode": ("poolattn.cli.encode", "embed texts from a .txt or .jsonl file into a .npy file"),
+    "models": ("poolattn.cli.models", "list or fetch the offline backbones"),
+    "data": ("poolattn.cli.data", "rebuild the bundled training set and offline suite from packages"),
+}
+
+# Errors that are the user's to fix: printed as one line, no traceback (unless --verbose).
+_USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, FileNotFoundError, OSError, RuntimeError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="poolattn", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"poolattn {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue  # a command whose module is not part of this build
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        module.add_arguments(command)
+        command.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    verbose = getattr(args, "verbose", False)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("httpx", "urllib3", "filelock", "datasets", "mteb", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("poolattn: interrupted", file=sys.stderr)
+        return 130
+    except _USER_ERRORS as exc:
+        if verbose:
+            raise
+        print(f"poolattn {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

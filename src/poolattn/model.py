@@ -1,0 +1,305 @@
+"""`Embedder`: decoder backbone -> pooling head -> unit-norm embedding, with encode / save / load.
+
+Read top to bottom: texts are formatted and tokenised (`features.py`), the backbone (LoRA-wrapped, causal or
+bidirectional) gives hidden states, the pooler (float32) makes one vector per text, and it is L2-normalised.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from poolattn import __version__
+from poolattn.backbone.load import add_lora, default_device, load_backbone, load_lora, load_tokenizer
+from poolattn.backbone.offline import resolve as resolve_backbone
+from poolattn.config import Config, ModelConfig, from_dict, merge
+from poolattn.designs import get_design
+from poolattn.features import TextTokenizer, check_texts
+from poolattn.pooling import BackboneDims, Pooler, build_pooler, pooler_class
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "poolattn.json"
+POOLER_FILE = "pooler.safetensors"
+ADAPTER_DIR = "adapter"
+MERGED_DIR = "backbone"
+FORMAT_VERSION = 1
+
+
+def _backbone_dims(model: nn.Module, attention: str) -> BackboneDims:
+    config = model.config
+    return BackboneDims(
+        hidden_size=config.hidden_size,
+        num_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads,
+        attention=attention,
+    )
+
+
+def _merged_state_dict(peft_model: nn.Module) -> dict[str, Tensor]:
+    """The base model's weights with every LoRA delta folded in, leaving the live model untouched.
+
+    peft's merge_adapter/unmerge_adapter would round-trip the weights through the backbone dtype (lossy in
+    bfloat16); `merge_and_unload` would destroy the adapters of a model still in use.
+    """
+    from peft.tuners.lora import LoraLayer
+
+    base = peft_model.get_base_model()
+    deltas = {}
+    for name, module in base.named_modules():
+        if isinstance(module, LoraLayer):
+            deltas[f"{name}.weight"] = sum(module.get_delta_weight(a) for a in module.active_adapters)
+    state = {}
+    for key, value in base.state_dict().items():
+        if "lora_" in key:
+            continue
+        key = key.replace(".base_layer.", ".")
+        if key in deltas:
+            value = (value.float() + deltas[key].float()).to(value.dtype)
+        state[key] = value.detach().clone()
+    return state
+
+
+class Embedder(nn.Module):
+    """A text embedding model: backbone (+ LoRA) -> pooler -> L2 normalisation.
+
+    Build one with `from_design`, `from_config` or `load`; use `encode` for numpy embeddings and `forward` on
+    tokenised features (from `tokenize`) for training.
+    """
+
+    def __init__(self, backbone: nn.Module, tokenizer: Any, pooler: Pooler, config: ModelConfig) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.pooler = pooler
+        self.config = config
+        self.tokenizer = tokenizer
+        self.text_tokenizer = TextTokenizer(
+            tokenizer,
+            max_length=config.max_length,
+            padding_side=config.padding_side,
+            template=config.instruction_template,
+            exclude_instruction=config.exclude_instruction,
+        )
+        self._warned_truncation = False
+
+    # ------------------------------------------------------------------------------------- construction
+    @classmethod
+    def from_config(cls, config: ModelConfig, *, device: torch.device | str | None = None) -> Embedder:
+        """A fresh model: pretrained backbone, new LoRA adapters (if enabled) and a new head, seeded by config.seed."""
+        device = torch.device(device) if device is not None else default_device()
+        backbone = load_backbone(config, device=device)
+        tokenizer = load_tokenizer(resolve_backbone(config.backbone), trust_remote_code=config.trust_remote_code)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            if config.lora.enabled:
+                backbone = add_lora(backbone, config.lora)
+            else:
+                backbone.requires_grad_(False)
+            pooler = build_pooler(config.pooling, _backbone_dims(backbone, config.attention))
+        return cls(backbone, tokenizer, pooler.to(device=device, dtype=torch.float32), config)
+
+    @classmethod
+    def from_design(
+        cls,
+        design: int | str,
+        backbone: str = "smollm2-135m",
+        *,
+        device: torch.device | str | None = None,
+        **model_overrides: Any,
+    ) -> Embedder:
+        """Design 1-5 (or a name such as "mean-bidirectional") on `backbone`; keyword arguments set ModelConfig fields.
+
+        Example: `Embedder.from_design(5, "smollm2-135m", max_length=128, lora={"r": 8})`.
+        """
+        overrides = {"model": {"backbone": backbone, **model_overrides}}
+        config = merge(merge(Config(), get_design(design).overrides()), overrides).model
+        return cls.from_config(config, device=device)
+
+    # ----------------------------------------------------------------------------------------- forward
+    @property
+    def device(self) -> torch.device:
+        return next(self.pooler.parameters(), next(self.backbone.parameters())).device
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.pooler.output_dim
+
+    def tokenize(self, texts: Sequence[str], instructions: Sequence[str | None] | None = None) -> dict[str, Tensor]:
+        """Padded features (input_ids, attention_mask, pool_mask, position_ids) for `forward`."""
+        return self.text_tokenizer(texts, instructions)
+
+    def forward(
+        self, input_ids: Tensor, attention_mask: Tensor, pool_mask: Tensor, position_ids: Tensor | None = None
+    ) -> Tensor:
+        """(B, D) float32 unit-norm embeddings of a tokenised batch."""
+        all_layers = self.pooler.uses_all_layers
+        out = self.backbone(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            output_hidden_states=all_layers,
+            use_cache=False,
+        )
+        hidden = tuple(out.hidden_states) if all_layers else (out.last_hidden_state,)
+        with torch.autocast(device_type=input_ids.device.type, enabled=False):
+            return F.normalize(self.pooler(hidden, pool_mask).float(), dim=-1)
+
+    # ------------------------------------------------------------------------------------------ encode
+    @torch.inference_mode()
+    def encode(
+        self,
+        texts: Sequence[str],
+        *,
+        instruction: str | Sequence[str | None] | None = None,
+        batch_size: int = 32,
+        show_progress: bool | None = None,
+    ) -> np.ndarray:
+        """(N, D) float32 unit rows, in input order.
+
+        Texts are sorted by length so each batch pads little, then put back in order. An instruction (one for
+        all texts, or one per text) uses the E5 form `Instruct: {instruction}\\nQuery: {text}`. An empty string is
+        encoded (EOS only); text over max_length is truncated, with one warning saying how many were cut.
+
+        Raises:
+            TypeError: an item is None or not a string (the message names its index).
+        """
+        texts = check_texts(texts)
+        if isinstance(instruction, str) or instruction is None:
+            instructions: list[str | None] = [instruction] * len(texts)
+        else:
+            instructions = list(instruction)
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} must be >= 1")
+        out = np.zeros((len(texts), self.embedding_dim), dtype=np.float32)
+        if not texts:
+            return out
+        items = self.text_tokenizer.tokenize(texts, instructions)
+        cut = sum(item.truncated for item in items)
+        if cut:
+            logger.warning(
+                "%d of %d texts were longer than max_length=%d tokens and were truncated",
+                cut, len(texts), self.config.max_length,
+            )
+        order = sorted(range(len(items)), key=lambda i: -len(items[i].ids))
+        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        if show_progress is None:
+            show_progress = len(batches) > 10
+        was_training = self.training
+        self.eval()
+        try:
+            for rows in tqdm(batches, desc="encode", unit="batch", disable=not show_progress):
+                features = self.text_tokenizer.collate([items[i] for i in rows])
+                features = {k: v.to(self.device) for k, v in features.items()}
+                out[rows] = self(**features).cpu().numpy()
+        finally:
+            self.train(was_training)
+        return out
+
+    # ------------------------------------------------------------------------------------------ counts
+    def parameter_counts(self) -> dict[str, int]:
+        """Trainable LoRA parameters, trainable head parameters and frozen backbone parameters, separately."""
+        lora = sum(p.numel() for n, p in self.backbone.named_parameters() if p.requires_grad)
+        frozen = sum(p.numel() for n, p in self.backbone.named_parameters() if not p.requires_grad)
+        head = sum(p.numel() for p in self.pooler.parameters())
+        return {"lora": lora, "head": head, "backbone_frozen": frozen}
+
+    # -------------------------------------------------------------------------------------- save / load
+    def save(self, path: str | Path, *, merge_lora: bool = False) -> Path:
+        """One folder: poolattn.json, adapter/ (peft, safetensors), pooler.safetensors, tokenizer files.
+
+        With `merge_lora`, the LoRA deltas are folded into a plain backbone saved under backbone/ instead of an
+        adapter, so the folder loads without peft and without the original backbone.
+        """
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        model_section = dataclasses.asdict(self.config)
+        has_lora = hasattr(self.backbone, "peft_config")
+        if merge_lora:
+            base = self.backbone.get_base_model() if has_lora else self.backbone
+            state = _merged_state_dict(self.backbone) if has_lora else None
+            base.save_pretrained(path / MERGED_DIR, state_dict=state, safe_serialization=True)
+            model_section["lora"]["enabled"] = False
+        elif has_lora:
+            self.backbone.save_pretrained(path / ADAPTER_DIR, safe_serialization=True)
+        else:
+            model_section["lora"]["enabled"] = False
+        pooler_state = {k: v.detach().contiguous().cpu() for k, v in self.pooler.state_dict().items()}
+        if pooler_state:
+            save_file(pooler_state, str(path / POOLER_FILE))
+        self.tokenizer.save_pretrained(path)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "poolattn_version": __version__,
+            "model": model_section,
+            "pooler": {"name": self.config.pooling.name, "args": self.pooler.init_args},
+            "merged": merge_lora,
+            "embedding_dim": self.embedding_dim,
+        }
+        (path / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        device: torch.device | str | None = None,
+        dtype: str | None = None,
+        trainable: bool = False,
+    ) -> Embedder:
+        """Rebuild a saved model: same backbone, adapters, head and tokenizer, hence the same embeddings.
+
+        Raises:
+            FileNotFoundError: `path` is not a folder written by `Embedder.save`.
+        """
+        path = Path(path)
+        meta_file = path / CONFIG_FILE
+        if not meta_file.is_file():
+            raise FileNotFoundError(
+                f"{str(path)!r} is not a saved poolattn model (no {CONFIG_FILE}); give a folder written by "
+                "Embedder.save / `poolattn train`, or a design number such as 1"
+            )
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        if meta.get("format_version", 0) > FORMAT_VERSION:
+            raise ValueError(f"{str(path)!r} was written by a newer poolattn ({meta.get('poolattn_version')}); upgrade")
+        config = from_dict(ModelConfig, meta["model"], where="model")
+        if dtype is not None:
+            config = merge(Config(model=config), {"model": {"dtype": dtype}}).model
+        device = torch.device(device) if device is not None else default_device()
+        merged = path / MERGED_DIR
+        backbone = load_backbone(config, device=device, location=str(merged) if merged.is_dir() else None)
+        tokenizer = load_tokenizer(str(path), trust_remote_code=config.trust_remote_code)
+        if (path / ADAPTER_DIR).is_dir():
+            backbone = load_lora(backbone, path / ADAPTER_DIR, trainable=trainable)
+        else:
+            backbone.requires_grad_(False)
+        pooler = pooler_class(meta["pooler"]["name"])(**meta["pooler"]["args"])
+        if (path / POOLER_FILE).is_file():
+            pooler.load_state_dict(load_file(str(path / POOLER_FILE)))
+        pooler.requires_grad_(trainable)
+        return cls(backbone, tokenizer, pooler.to(device=device, dtype=torch.float32), config)
+
+
+def resolve_model(
+    spec: str | Path, *, backbone: str | None = None, dtype: str | None = None, device: str | None = None
+) -> Embedder:
+    """A saved-model folder, or a design number / name for an untrained model on `backbone` (default smollm2-135m)."""
+    path = Path(spec)
+    if path.is_dir():
+        return Embedder.load(path, dtype=dtype, device=device)
+    overrides: dict[str, Any] = {} if dtype is None else {"dtype": dtype}
+    try:
+        return Embedder.from_design(str(spec), backbone or "smollm2-135m", device=device, **overrides)
+    except ValueError as exc:
+        raise ValueError(f"--model {str(spec)!r} is neither a saved model folder nor a design: {exc}") from exc

@@ -1,0 +1,82 @@
+"""Trainable latents that read a set of vectors by cross-attention: the core of both trainable pooling heads.
+
+Perceiver-style: `num_latents` learned query vectors attend over the key/value set (the tokens of the last layer,
+or one vector per layer), then a GEGLU feed-forward, each with a pre-norm and a residual; the latents are
+averaged into one vector. Padding keys are masked out (the paper's code attended to padding).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from poolattn.config import PoolingConfig
+from poolattn.pooling.base import BackboneDims
+
+# The published head (Tang & Yang 2024): 768 latents, 32 heads of size 2048, GEGLU feed-forward x4.
+PAPER_PRESET = {"num_latents": 768, "num_heads": 32, "head_dim": 2048, "ff_mult": 4}
+
+
+def resampler_size(config: PoolingConfig, dims: BackboneDims) -> dict[str, Any]:
+    """Latents, heads, head size and feed-forward width from the preset, with explicit fields winning.
+
+    "compact" follows the backbone: as many heads as the backbone with its head size (so the attention width is
+    the hidden size), 64 latents and a x2 feed-forward; a few million parameters on a 135M model.
+    """
+    if config.preset == "paper":
+        size = dict(PAPER_PRESET)
+    else:
+        heads = dims.num_attention_heads
+        size = {"num_latents": 64, "num_heads": heads, "head_dim": max(1, dims.hidden_size // heads), "ff_mult": 2}
+    for key in size:
+        value = getattr(config, key)
+        if value is not None:
+            size[key] = int(value)
+    return size
+
+
+class GEGLU(nn.Module):
+    """GELU-gated linear unit: half the features gate the other half."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        value, gate = x.chunk(2, dim=-1)
+        return value * F.gelu(gate)
+
+
+class LatentResampler(nn.Module):
+    """`num_latents` trainable queries attend over (B, N, input_dim) vectors; returns (B, latent_dim)."""
+
+    def __init__(
+        self, input_dim: int, latent_dim: int, *, num_latents: int, num_heads: int, head_dim: int, ff_mult: int
+    ) -> None:
+        super().__init__()
+        inner = num_heads * head_dim
+        self.num_heads, self.head_dim = num_heads, head_dim
+        self.latents = nn.Parameter(torch.randn(num_latents, latent_dim))
+        self.norm_latents = nn.LayerNorm(latent_dim)
+        self.norm_context = nn.LayerNorm(input_dim)
+        self.to_q = nn.Linear(latent_dim, inner, bias=False)
+        self.to_kv = nn.Linear(input_dim, 2 * inner, bias=False)
+        self.to_out = nn.Linear(inner, latent_dim, bias=False)
+        self.norm_ff = nn.LayerNorm(latent_dim)
+        self.ff = nn.Sequential(
+            nn.Linear(latent_dim, latent_dim * ff_mult * 2), GEGLU(), nn.Linear(latent_dim * ff_mult, latent_dim)
+        )
+
+    def _heads(self, x: Tensor) -> Tensor:
+        batch, length, _ = x.shape
+        return x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, N, d)
+
+    def forward(self, context: Tensor, key_mask: Tensor | None = None) -> Tensor:
+        batch = context.shape[0]
+        x = self.latents.unsqueeze(0).expand(batch, -1, -1)  # (B, L, latent_dim)
+        q = self._heads(self.to_q(self.norm_latents(x)))  # (B, heads, L, d)
+        k, v = (self._heads(t) for t in self.to_kv(self.norm_context(context)).chunk(2, dim=-1))  # (B, heads, N, d)
+        attn_mask = None if key_mask is None else key_mask.bool()[:, None, None, :]  # (B, 1, 1, N): True = attend
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, heads, L, d)
+        x = x + self.to_out(out.transpose(1, 2).reshape(batch, x.shape[1], -1))
+        x = x + self.ff(self.norm_ff(x))
+        return x.mean(dim=1)  # (B, latent_dim)

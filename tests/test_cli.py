@@ -1,0 +1,59 @@
+"""CLI in process: exit codes, files written, messages for bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from poolattn.cli import main
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("encode", "models"):
+        assert command in out
+
+
+def test_models_list(capsys):
+    assert main(["models", "list"]) == 0
+    assert "smollm2-135m" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".jsonl"])
+def test_encode_writes_npy(tiny_llama, tmp_path, suffix, capsys):
+    source = tmp_path / f"in{suffix}"
+    texts = ["hello world", "", "the cat"]
+    if suffix == ".txt":
+        source.write_text("\n".join(texts) + "\n")
+    else:
+        source.write_text("\n".join(json.dumps({"text": t}) for t in texts) + "\n")
+    out = tmp_path / "emb.npy"
+    code = main(["encode", "--model", "2", "--backbone", str(tiny_llama), "--input", str(source),
+                 "--output", str(out), "--no-progress"])
+    assert code == 0
+    embeddings = np.load(out)
+    assert embeddings.shape == (3, 32)
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
+    assert "wrote 3 x 32" in capsys.readouterr().out
+
+
+def test_encode_bad_jsonl_line_names_file_and_line(tiny_llama, tmp_path, capsys):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "ok"}\n{"txt": "typo"}\n')
+    code = main(["encode", "--model", "1", "--backbone", str(tiny_llama), "--input", str(source),
+                 "--output", str(tmp_path / "e.npy")])
+    assert code == 2
+    assert "in.jsonl:2" in capsys.readouterr().err
+
+
+def test_encode_unknown_model_is_a_one_line_error(tmp_path, capsys):
+    source = tmp_path / "in.txt"
+    source.write_text("a\n")
+    assert main(["encode", "--model", "nine", "--input", str(source), "--output", str(tmp_path / "e.npy")]) == 2
+    err = capsys.readouterr().err
+    assert "neither a saved model folder nor a design" in err and "Traceback" not in err

@@ -1,0 +1,85 @@
+"""Config tree: defaults, validation messages, YAML, precedence, designs."""
+
+from __future__ import annotations
+
+import pytest
+
+from poolattn.config import Config, ConfigError, load_config, merge, unflatten
+from poolattn.designs import DESIGNS, get_design
+
+
+def test_defaults_are_the_papers_lora():
+    config = Config()
+    assert (config.model.lora.r, config.model.lora.alpha, config.model.lora.dropout) == (16, 32, 0.1)
+    assert set(config.model.lora.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert config.loss.scale == 50.0
+
+
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        ({"model": {"attention": "sideways"}}, r"model.attention='sideways' is not allowed; choose one of \['causal', 'bidirectional'\]"),
+        ({"model": {"poolng": {}}}, r"unknown key 'config.model.poolng'; did you mean \['pooling'\]"),
+        ({"loss": {"scale": -1}}, r"loss.scale=-1 must be a number > 0"),
+        ({"model": {"lora": {"dropout": 1.5}}}, r"lora.dropout=1.5 must be in \[0, 1\)"),
+        ({"train": {"max_steps": 0}}, r"trains nothing"),
+        ({"model": {"instruction_template": "no slot"}}, r"must contain '\{instruction\}'"),
+    ],
+)
+def test_bad_values_fail_early_naming_the_value(data, message):
+    with pytest.raises(ConfigError, match=message):
+        Config.from_dict(data)
+
+
+def test_yaml_then_flags_precedence(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: {pooling: {name: latent, num_latents: 8}}\ntrain: {learning_rate: 0.001}\n")
+    config = load_config(path, {"train.learning_rate": 0.5, "model.attention": "bidirectional"})
+    assert config.model.pooling.name == "latent" and config.model.pooling.num_latents == 8
+    assert config.train.learning_rate == 0.5 and config.model.attention == "bidirectional"
+
+
+def test_merge_keeps_siblings():
+    config = merge(Config(), {"model": {"pooling": {"name": "mean"}}})
+    assert config.model.pooling.name == "mean" and config.model.backbone == "smollm2-135m"
+
+
+def test_unflatten():
+    assert unflatten({"a.b.c": 1, "a.d": 2}) == {"a": {"b": {"c": 1}, "d": 2}}
+
+
+def test_missing_and_broken_files_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed")
+    with pytest.raises(ConfigError, match="bad.yaml.*not valid YAML"):
+        load_config(bad)
+
+
+def test_round_trip_through_yaml(tmp_path):
+    config = merge(Config(), get_design(5).overrides())
+    path = tmp_path / "c.yaml"
+    path.write_text(config.to_yaml())
+    assert load_config(path) == config
+
+
+@pytest.mark.parametrize("key,expected", [(1, ("eos", "causal")), ("3", ("multilayer", "causal")),
+                                          ("latent-bidirectional", ("latent", "bidirectional")),
+                                          ("mean-bidirectional", ("mean", "bidirectional"))])
+def test_designs_by_number_or_name(key, expected):
+    design = get_design(key)
+    assert (design.pooling, design.attention) == expected
+
+
+def test_the_five_designs_are_the_papers():
+    assert {n: (d.pooling, d.attention) for n, d in DESIGNS.items()} == {
+        1: ("eos", "causal"), 2: ("latent", "causal"), 3: ("multilayer", "causal"),
+        4: ("latent", "bidirectional"), 5: ("multilayer", "bidirectional"),
+    }
+
+
+@pytest.mark.parametrize("bad", [0, 6, "cls-causal", "eos-sideways"])
+def test_unknown_design_lists_choices(bad):
+    with pytest.raises(ValueError, match="design"):
+        get_design(bad)

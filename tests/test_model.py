@@ -1,0 +1,145 @@
+"""Embedder on tiny random backbones: designs, encode, batching, save/load, LoRA merge, parameter counts."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from poolattn.config import ModelConfig, PoolingConfig
+from poolattn.designs import DESIGNS, get_design
+from poolattn.model import Embedder, resolve_model
+from tests.conftest import FAMILIES
+
+TEXTS = ["the cat sat on the mat", "a dog", "", "stocks fell sharply on tuesday after the report", "x" * 90]
+
+
+def _embedder(path, design=1, **overrides) -> Embedder:
+    design = get_design(design)
+    config = ModelConfig(backbone=str(path), attention=design.attention,
+                         pooling=PoolingConfig(name=design.pooling, num_latents=4), max_length=64, **overrides)
+    return Embedder.from_config(config, device="cpu")
+
+
+def _perturb_lora(embedder: Embedder, seed: int = 0) -> None:
+    """LoRA B starts at zero (a no-op); give it values so adapter bugs become visible."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in embedder.backbone.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=gen) * 0.5)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("design", sorted(DESIGNS))
+def test_encode_unit_rows_and_batched_equals_single(tiny_dirs, family, design):
+    model = _embedder(tiny_dirs[family], design)
+    _perturb_lora(model)
+    batched = model.encode(TEXTS, batch_size=3)
+    assert batched.shape == (len(TEXTS), model.embedding_dim) and batched.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(batched, axis=1), 1.0, atol=1e-5)
+    single = np.stack([model.encode([t])[0] for t in TEXTS])
+    np.testing.assert_allclose(batched, single, atol=2e-5)
+
+
+@pytest.mark.parametrize("padding_side", ["left", "right"])
+@pytest.mark.parametrize("design", sorted(DESIGNS))
+def test_padding_side_does_not_change_embeddings(tiny_llama, design, padding_side):
+    right = _embedder(tiny_llama, design, padding_side="right")
+    other = _embedder(tiny_llama, design, padding_side=padding_side)
+    np.testing.assert_allclose(other.encode(TEXTS, batch_size=5), right.encode(TEXTS, batch_size=5), atol=2e-5)
+
+
+def test_encode_keeps_input_order(tiny_llama):
+    model = _embedder(tiny_llama, 4)
+    forward = model.encode(TEXTS, batch_size=2)
+    backward = model.encode(TEXTS[::-1], batch_size=2)
+    np.testing.assert_allclose(forward, backward[::-1], atol=2e-5)
+    assert not np.allclose(forward[0], forward[1], atol=1e-3)  # and the texts differ
+
+
+def test_instruction_changes_query_embedding(tiny_llama):
+    model = _embedder(tiny_llama, 1)
+    plain = model.encode(["a dog"])
+    instructed = model.encode(["a dog"], instruction="find pets")
+    assert np.abs(plain - instructed).max() > 1e-4
+
+
+@pytest.mark.parametrize("design", sorted(DESIGNS))
+def test_save_then_load_gives_identical_embeddings(tiny_llama, design, tmp_path):
+    model = _embedder(tiny_llama, design)
+    _perturb_lora(model)
+    expected = model.encode(TEXTS)
+    model.save(tmp_path / "m")
+    files = {p.name for p in (tmp_path / "m").rglob("*")}
+    assert {"poolattn.json", "adapter_model.safetensors", "tokenizer.json"} <= files
+    assert not any(name.endswith((".bin", ".pt", ".pkl")) for name in files)  # safetensors only
+    loaded = Embedder.load(tmp_path / "m", device="cpu")
+    np.testing.assert_allclose(loaded.encode(TEXTS), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("design", [1, 5])
+def test_merged_save_loads_without_adapter_and_matches(tiny_llama, design, tmp_path):
+    model = _embedder(tiny_llama, design)
+    _perturb_lora(model)
+    expected = model.encode(TEXTS)
+    model.save(tmp_path / "merged", merge_lora=True)
+    assert not (tmp_path / "merged" / "adapter").exists()
+    assert (tmp_path / "merged" / "backbone" / "model.safetensors").is_file()
+    np.testing.assert_allclose(model.encode(TEXTS), expected, atol=0)  # saving did not touch the live model
+    loaded = Embedder.load(tmp_path / "merged", device="cpu")
+    assert not hasattr(loaded.backbone, "peft_config")
+    np.testing.assert_allclose(loaded.encode(TEXTS), expected, atol=1e-5)
+    if get_design(design).attention == "bidirectional":
+        saved = json.loads((tmp_path / "merged" / "backbone" / "config.json").read_text())
+        assert saved["is_causal"] is False
+
+
+def test_lora_changes_the_output_and_its_merge_reproduces_it(tiny_llama, tmp_path):
+    """Negative control for the save tests: with non-zero LoRA the embeddings differ from the bare backbone."""
+    model = _embedder(tiny_llama, 1)
+    bare = model.encode(TEXTS)
+    _perturb_lora(model)
+    adapted = model.encode(TEXTS)
+    assert np.abs(bare - adapted).max() > 1e-3
+    merged = model.backbone.merge_and_unload()
+    model.backbone = merged
+    np.testing.assert_allclose(model.encode(TEXTS), adapted, atol=1e-5)
+
+
+def test_parameter_counts_separate_lora_and_head(tiny_llama):
+    eos = _embedder(tiny_llama, 1).parameter_counts()
+    latent = _embedder(tiny_llama, 2).parameter_counts()
+    # LoRA r16 on 7 projections of 2 layers, hidden 32, kv 16, mlp 64: r * (in + out) per projection
+    per_layer = 16 * ((32 + 32) * 2 + (32 + 16) * 2 + (32 + 64) * 2 + (64 + 32))
+    assert eos["lora"] == latent["lora"] == 2 * per_layer
+    assert eos["head"] == 0 and latent["head"] > 0
+    assert eos["backbone_frozen"] > 0
+
+
+def test_from_design_is_seeded(tiny_llama):
+    a = _embedder(tiny_llama, 2).encode(TEXTS[:2])
+    b = _embedder(tiny_llama, 2).encode(TEXTS[:2])
+    np.testing.assert_array_equal(a, b)
+
+
+def test_resolve_model_accepts_a_folder_or_a_design(tiny_llama, tmp_path):
+    model = _embedder(tiny_llama, 2)
+    model.save(tmp_path / "m")
+    assert isinstance(resolve_model(tmp_path / "m", device="cpu"), Embedder)
+    untrained = resolve_model("latent-causal", backbone=str(tiny_llama), device="cpu")
+    assert untrained.config.pooling.name == "latent"
+    with pytest.raises(ValueError, match="neither a saved model folder nor a design"):
+        resolve_model("not-a-design", backbone=str(tiny_llama))
+
+
+def test_load_of_a_wrong_folder_says_what_is_expected(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a saved poolattn model"):
+        Embedder.load(tmp_path)
+
+
+def test_bad_items_name_their_index(tiny_llama):
+    with pytest.raises(TypeError, match=r"texts\[1\]"):
+        _embedder(tiny_llama, 1).encode(["fine", None])
