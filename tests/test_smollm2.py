@@ -48,3 +48,18 @@ def test_design1_puts_a_paraphrase_closer_than_an_unrelated_sentence():
     # only design 1 is meaningful untrained: the heads of designs 2-5 start from random weights
     e = Embedder.from_design(1, "smollm2-135m", device="cpu").encode(TEXTS[:3])
     assert e[0] @ e[1] > e[0] @ e[2]
+
+
+def test_two_step_training_of_design_5_writes_loadable_checkpoints(tmp_path):
+    from poolattn.cli import main
+
+    out = tmp_path / "run"
+    code = main(["train", "--design", "5", "--max_steps", "2", "--per_device_train_batch_size", "2",
+                 "--gradient_accumulation_steps", "2", "--max_seq_length", "48", "--save_steps", "1",
+                 "--max_records", "64", "--output_dir", str(out), "--disable_tqdm"])
+    assert code == 0
+    for folder in (out / "checkpoint-1", out / "checkpoint-2", out):
+        model = Embedder.load(folder, device="cpu")
+        assert model.config.pooling.name == "multilayer" and model.config.attention == "bidirectional"
+        e = model.encode(["a test sentence"])
+        assert e.shape == (1, 576) and abs(float((e**2).sum()) - 1) < 1e-5

@@ -163,10 +163,15 @@ class DataConfig:
     max_records: int | None = None
     same_source_batches: bool = True
     default_instruction: str | None = None
+    # records held back from training for the in-training retrieval check (0 = none)
+    holdout: int = 0
 
     def __post_init__(self) -> None:
         _check_choice("data", "on_bad_record", self.on_bad_record, ON_BAD_RECORD)
         _check_positive("data", "max_records", self.max_records, allow_none=True)
+        _check_positive("data", "holdout", self.holdout, zero_ok=True)
+        if self.dataset_name and self.dataset_file_path:
+            raise ConfigError("data.dataset_name and data.dataset_file_path are both set; give one")
 
 
 @dataclass
@@ -197,6 +202,9 @@ class TrainConfig:
     deepspeed: str | None = None
     skip_nonfinite: bool = False
     disable_tqdm: bool = False
+    overwrite_output_dir: bool = False
+    # how often the held-out retrieval check runs (0 = before and after training only)
+    eval_steps: int = 0
 
     def __post_init__(self) -> None:
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):

@@ -155,6 +155,16 @@ class Embedder(nn.Module):
         with torch.autocast(device_type=input_ids.device.type, enabled=False):
             return F.normalize(self.pooler(hidden, pool_mask).float(), dim=-1)
 
+    def activation_checkpointing_enable(self, **kwargs: Any) -> None:
+        """Recompute the backbone's activations in backward (called by the Trainer for --gradient_checkpointing)."""
+        base = self.backbone.get_base_model() if hasattr(self.backbone, "get_base_model") else self.backbone
+        kwargs = {"gradient_checkpointing_kwargs": kwargs.get("activation_checkpointing_kwargs")
+                  or kwargs.get("gradient_checkpointing_kwargs") or {"use_reentrant": False}}
+        base.gradient_checkpointing_enable(**kwargs)
+        base.enable_input_require_grads()  # with frozen embeddings, checkpointed blocks would see no grad input
+
+    gradient_checkpointing_enable = activation_checkpointing_enable
+
     # ------------------------------------------------------------------------------------------ encode
     @torch.inference_mode()
     def encode(

@@ -1,0 +1,136 @@
+"""`poolattn train`: contrastive LoRA training of one design.
+
+Accepts the paper's command line verbatim (its `model1_trainer.py ... --dataset_name ... --bf16 ...`), with
+`poolattn train --design N` in place of the script. Precedence: defaults < --design < --config file < flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+# flag -> (config key, type, help). Names follow the paper / TrainingArguments where one exists.
+FLAGS: dict[str, tuple[str, Any, str]] = {
+    # model
+    "--model_name_or_path": ("model.backbone", str, "backbone: offline name (smollm2-135m), hub id or folder"),
+    "--max_seq_length": ("model.max_length", int, "max tokens per text, EOS included"),
+    "--torch_dtype": ("model.dtype", str, "backbone weights: auto, float32, bfloat16, float16"),
+    "--attention": ("model.attention", str, "causal or bidirectional (overrides --design)"),
+    "--pooling": ("model.pooling.name", str, "eos, mean, latent, multilayer (overrides --design)"),
+    "--pooling_preset": ("model.pooling.preset", str, "compact (sized for the backbone) or paper (the 1.28B head)"),
+    "--num_latents": ("model.pooling.num_latents", int, "trainable pooling: number of latents"),
+    "--pooling_heads": ("model.pooling.num_heads", int, "trainable pooling: attention heads"),
+    "--pooling_head_dim": ("model.pooling.head_dim", int, "trainable pooling: size of each head"),
+    "--lora_r": ("model.lora.r", int, "LoRA rank"),
+    "--lora_alpha": ("model.lora.alpha", int, "LoRA alpha"),
+    "--lora_dropout": ("model.lora.dropout", float, "LoRA dropout"),
+    "--attn_implementation": ("model.attn_implementation", str, "sdpa, eager or flash_attention_2"),
+    # loss
+    "--loss_scale": ("loss.scale", float, "1 / temperature of the InfoNCE loss (default 50)"),
+    "--contrastive_batch": ("loss.contrastive_batch", str, "global (whole batch, default) or per_device (paper's code)"),
+    "--grad_cache_chunk_size": ("loss.grad_cache_chunk_size", int, "records per forward pass under GradCache"),
+    # data
+    "--dataset_name": ("data.dataset_name", str, "Hugging Face dataset (or a local file)"),
+    "--dataset_file_path": ("data.dataset_file_path", str, "local .json / .jsonl / .jsonl.gz training triples"),
+    "--dataset_split": ("data.dataset_split", str, "dataset split"),
+    "--on_bad_record": ("data.on_bad_record", str, "error (default) or skip (and report the count)"),
+    "--max_records": ("data.max_records", int, "use at most this many training records"),
+    "--holdout": ("data.holdout", int, "records held back for the in-training retrieval check"),
+    # schedule (TrainingArguments names)
+    "--output_dir": ("train.output_dir", str, "where checkpoints and the final model go"),
+    "--per_device_train_batch_size": ("train.per_device_train_batch_size", int, "records per device per forward"),
+    "--per_device_eval_batch_size": ("train.per_device_eval_batch_size", int, "batch size for the held-out check"),
+    "--gradient_accumulation_steps": ("train.gradient_accumulation_steps", int,
+                                      "multiplies the contrastive batch (GradCache keeps memory flat)"),
+    "--learning_rate": ("train.learning_rate", float, "peak learning rate"),
+    "--weight_decay": ("train.weight_decay", float, "AdamW weight decay"),
+    "--max_grad_norm": ("train.max_grad_norm", float, "gradient clipping"),
+    "--max_steps": ("train.max_steps", int, "optimizer steps (overrides epochs)"),
+    "--num_train_epochs": ("train.num_train_epochs", float, "epochs when --max_steps is not set"),
+    "--warmup_steps": ("train.warmup_steps", int, "linear warmup steps"),
+    "--lr_scheduler_type": ("train.lr_scheduler_type", str, "linear, cosine, constant, ..."),
+    "--logging_steps": ("train.logging_steps", float, "log every N steps"),
+    "--save_steps": ("train.save_steps", float, "checkpoint every N steps"),
+    "--save_total_limit": ("train.save_total_limit", int, "keep at most N checkpoints"),
+    "--seed": ("train.seed", int, "random seed"),
+    "--report_to": ("train.report_to", str, "none, tensorboard, ..."),
+    "--resume_from_checkpoint": ("train.resume_from_checkpoint", str, "a checkpoint folder, or 'latest'"),
+    "--dataloader_num_workers": ("train.dataloader_num_workers", int, "tokenisation workers"),
+    "--deepspeed": ("train.deepspeed", str, "DeepSpeed JSON config (or use accelerate's config)"),
+    "--eval_steps": ("train.eval_steps", int, "held-out check every N steps (0: before and after only)"),
+}
+SWITCHES: dict[str, tuple[str, str]] = {
+    "--bf16": ("train.bf16", "bfloat16 autocast"),
+    "--fp16": ("train.fp16", "float16 autocast"),
+    "--gradient_checkpointing": ("train.gradient_checkpointing", "recompute activations to save memory"),
+    "--skip_nonfinite": ("train.skip_nonfinite", "skip a batch whose loss is NaN/inf instead of stopping"),
+    "--overwrite_output_dir": ("train.overwrite_output_dir", "replace a previous run in --output_dir"),
+    "--disable_tqdm": ("train.disable_tqdm", "no progress bar"),
+}
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+
+
+def _switch(value: str | None) -> bool:
+    """`--bf16` alone means true; `--bf16 False` is accepted too, as HfArgumentParser does."""
+    if value is None:
+        return True
+    if value.lower() in _TRUE | _FALSE:
+        return value.lower() in _TRUE
+    raise argparse.ArgumentTypeError(f"expected true/false, got {value!r}")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """--design, --config and every flag of FLAGS/SWITCHES (shared by `train` and `study`)."""
+    parser.add_argument("--design", default=None, help="1-5 or a name such as latent-bidirectional")
+    parser.add_argument("--config", default=None, help="YAML config file")
+    for flag, (key, kind, help_text) in FLAGS.items():
+        parser.add_argument(flag, type=kind, default=None, dest=key, help=help_text)
+    for flag, (key, help_text) in SWITCHES.items():
+        parser.add_argument(flag, nargs="?", const=None, default=argparse.SUPPRESS, type=str, dest=key,
+                            help=help_text, metavar="BOOL")
+
+
+def config_from_args(args: argparse.Namespace):
+    """defaults < --design < --config < explicit flags."""
+    from poolattn.config import Config, load_yaml, merge, unflatten
+    from poolattn.designs import get_design
+
+    config = Config()
+    if args.design is not None:
+        config = merge(config, get_design(args.design).overrides())
+    if args.config:
+        config = merge(config, load_yaml(args.config))
+    flags: dict[str, Any] = {}
+    for key, value in vars(args).items():
+        if "." not in key:
+            continue
+        if key in {k for k, _ in SWITCHES.values()}:
+            flags[key] = _switch(value)
+        elif value is not None:
+            flags[key] = value
+    if flags:
+        config = merge(config, unflatten(flags))
+    return config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    if args.dry_run:
+        print(config.to_yaml(), end="")
+        return 0
+    from poolattn.training.run import train
+
+    result = train(config)
+    print(f"trained {result.steps} steps in {result.seconds:.0f}s; final loss {result.final_loss}; "
+          f"model saved to {result.output_dir}")
+    if result.holdout:
+        before, after = result.holdout["before"], result.holdout["after"]
+        print(f"held-out recall@1 {before['recall@1']:.3f} -> {after['recall@1']:.3f}, "
+              f"MRR {before['mrr']:.3f} -> {after['mrr']:.3f}")
+    return 0

@@ -1,0 +1,74 @@
+"""Training callbacks: the held-out retrieval check.
+
+A cheap in-training signal that ranked every run the same way as a much longer retrieval evaluation (see
+FIELD-NOTES): each held-back query must find its own positive among all held-back positives. Measured before the
+first step, every `eval_steps`, and after the last; written to `holdout.json` in the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+from transformers import TrainerCallback
+
+from poolattn.data.records import Record
+
+logger = logging.getLogger(__name__)
+
+
+def retrieval_metrics(query_emb: np.ndarray, doc_emb: np.ndarray) -> dict[str, float]:
+    """recall@1 and MRR of query i against document i among all documents (cosine; rows are unit vectors)."""
+    scores = query_emb @ doc_emb.T  # (N, N)
+    own = np.diag(scores)[:, None]
+    rank = (scores > own).sum(axis=1)  # 0 = own positive is first
+    return {"recall@1": float((rank == 0).mean()), "mrr": float((1.0 / (rank + 1)).mean())}
+
+
+def holdout_metrics(embedder, records: list[Record], batch_size: int = 32) -> dict[str, float]:
+    queries = embedder.encode([r.query for r in records], instruction=[r.instruction for r in records],
+                              batch_size=batch_size, show_progress=False)
+    docs = embedder.encode([r.positive for r in records], batch_size=batch_size, show_progress=False)
+    return retrieval_metrics(queries, docs)
+
+
+class HoldoutCallback(TrainerCallback):
+    """Logs held-out recall@1 / MRR as `holdout_recall@1` and `holdout_mrr`; main process only."""
+
+    def __init__(self, trainer, records: list[Record], eval_steps: int, output_dir: str) -> None:
+        self.trainer, self.records, self.eval_steps = trainer, records, eval_steps
+        self.path = Path(output_dir) / "holdout.json"
+        self.history: list[dict] = []
+        self.before: dict[str, float] | None = None
+
+    def _measure(self, step: int) -> dict[str, float]:
+        embedder = self.trainer.accelerator.unwrap_model(self.trainer.model)
+        metrics = holdout_metrics(embedder, self.records, self.trainer.args.per_device_eval_batch_size)
+        self.history.append({"step": step, **metrics})
+        return metrics
+
+    def _write(self) -> None:
+        data = {"records": len(self.records), "before": self.before, "history": self.history,
+                "after": self.history[-1] if self.history else None}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(data, indent=2) + "\n")
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero and not self.history:
+            self.before = self._measure(state.global_step)
+            logger.info("held-out check before training (%d pairs): %s", len(self.records), self.before)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero and self.eval_steps and state.global_step % self.eval_steps == 0:
+            metrics = self._measure(state.global_step)
+            self.trainer.log({f"holdout_{k}": v for k, v in metrics.items()})
+            self._write()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            if not self.history or self.history[-1]["step"] != state.global_step:
+                self._measure(state.global_step)
+            logger.info("held-out check after training: %s (before: %s)", self.history[-1], self.before)
+            self._write()

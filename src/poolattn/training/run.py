@@ -1,0 +1,210 @@
+"""`train(config)`: data, model, loss path and Trainer put together; the one place the training run is assembled."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from poolattn.config import Config
+from poolattn.data.collator import TripletCollator
+from poolattn.data.records import TripleDataset, bundled_training_set, load_file, load_hf_dataset
+from poolattn.data.sampler import SourceBatchSampler
+from poolattn.losses import ContrastiveStep, build_loss
+
+logger = logging.getLogger(__name__)
+
+RUN_CONFIG = "run_config.yaml"
+SUMMARY = "train_summary.json"
+# Fields that may change between the first launch and a resumed one without making it "a different run".
+_RESUMABLE_FIELDS = {
+    "train": {"max_steps", "num_train_epochs", "resume_from_checkpoint", "logging_steps", "save_steps",
+              "save_total_limit", "report_to", "disable_tqdm", "dataloader_num_workers", "overwrite_output_dir",
+              "eval_steps", "skip_nonfinite", "deepspeed", "gradient_checkpointing"},
+}
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    steps: int
+    final_loss: float | None
+    seconds: float
+    holdout: dict[str, Any] | None
+
+
+def load_training_data(config: Config) -> TripleDataset:
+    """The configured dataset: a local file, a Hugging Face dataset, or the bundled training set."""
+    data = config.data
+    if data.dataset_file_path:
+        dataset = load_file(data.dataset_file_path, on_bad_record=data.on_bad_record,
+                            default_instruction=data.default_instruction)
+    elif data.dataset_name:
+        path = Path(data.dataset_name)
+        if path.is_file():
+            dataset = load_file(path, on_bad_record=data.on_bad_record, default_instruction=data.default_instruction)
+        else:
+            dataset = load_hf_dataset(data.dataset_name, split=data.dataset_split, on_bad_record=data.on_bad_record,
+                                      default_instruction=data.default_instruction)
+    else:
+        dataset = bundled_training_set(default_instruction=data.default_instruction)
+    logger.info("%s", dataset.report.summary())
+    return dataset
+
+
+def split_holdout(dataset: TripleDataset, count: int, max_records: int | None) -> tuple[TripleDataset, list]:
+    """(training part, held-out records): every k-th record is held out, deterministically; then max_records."""
+    indices = list(range(len(dataset)))
+    held: list[int] = []
+    if count:
+        if count >= len(indices):
+            raise ValueError(f"data.holdout={count} leaves no training records (the dataset has {len(indices)})")
+        stride = len(indices) / count
+        held = sorted({int(i * stride) for i in range(count)})
+    held_set = set(held)
+    train_indices = [i for i in indices if i not in held_set]
+    if max_records is not None:
+        train_indices = train_indices[:max_records]
+    part = dataset if len(train_indices) == len(dataset) else dataset.subset(train_indices)
+    if part is not dataset:
+        part.report = dataset.report
+    return part, [dataset[i] for i in held]
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        section = prefix.split(".")[0] if prefix else key
+        if not prefix and key in ("eval", "study"):
+            continue  # how a run is evaluated or reported does not change what was trained
+        if prefix and key in _RESUMABLE_FIELDS.get(section, set()):
+            continue
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
+def check_output_dir(config: Config) -> None:
+    """Refuse to mix two runs in one folder; say how to resume or start over.
+
+    Raises:
+        FileExistsError: the folder holds another run, or this run's checkpoints without --resume_from_checkpoint.
+    """
+    out = Path(config.train.output_dir)
+    if not out.exists() or not any(p for p in out.iterdir() if p.name != ".staging"):
+        return
+    if config.train.overwrite_output_dir:
+        logger.warning("--overwrite_output_dir: removing the previous run in %s", out)
+        shutil.rmtree(out)
+        return
+    saved = out / RUN_CONFIG
+    if not saved.is_file():
+        raise FileExistsError(
+            f"output_dir {str(out)!r} is not empty and holds no poolattn run; choose another --output_dir "
+            "or pass --overwrite_output_dir"
+        )
+    differences = _differences(yaml.safe_load(saved.read_text()), config.to_dict())
+    if differences:
+        raise FileExistsError(
+            f"output_dir {str(out)!r} holds a different run ({'; '.join(differences[:6])}); choose another "
+            "--output_dir, or pass --overwrite_output_dir to replace it"
+        )
+    has_checkpoints = any(out.glob("checkpoint-*"))
+    if has_checkpoints and not config.train.resume_from_checkpoint:
+        raise FileExistsError(
+            f"output_dir {str(out)!r} already holds checkpoints of this run; pass --resume_from_checkpoint latest "
+            "to continue it, or --overwrite_output_dir to start over"
+        )
+
+
+def build_step(config: Config, collate) -> ContrastiveStep:
+    """The loss path: GradCache when the per-device contrastive batch is larger than one forward chunk."""
+    train, loss = config.train, config.loss
+    local_batch = train.per_device_train_batch_size * train.gradient_accumulation_steps
+    chunk = loss.grad_cache_chunk_size or train.per_device_train_batch_size
+    group = train.per_device_train_batch_size if loss.contrastive_batch == "per_device" else None
+    return ContrastiveStep(
+        build_loss(loss.name, scale=loss.scale), chunk_size=chunk, grad_cache=local_batch > chunk,
+        group_size=group, collate=collate,
+    )
+
+
+def train(config: Config, *, callbacks: list | None = None) -> TrainResult:
+    """Train `config.model` on `config.data` with `config.loss` and `config.train`; save to train.output_dir."""
+    from poolattn.model import Embedder
+    from poolattn.training.callbacks import HoldoutCallback
+    from poolattn.training.trainer import PoolattnTrainer, to_training_arguments
+
+    start = time.perf_counter()
+    resume = config.train.resume_from_checkpoint
+    check_output_dir(config)
+    args = to_training_arguments(config)
+    dataset, held = split_holdout(load_training_data(config), config.data.holdout, config.data.max_records)
+    model = Embedder.from_config(config.model, device=args.device)
+    counts = model.parameter_counts()
+    world = args.world_size
+    contrastive = (config.train.per_device_train_batch_size if config.loss.contrastive_batch == "per_device"
+                   else config.train.per_device_train_batch_size * config.train.gradient_accumulation_steps * world)
+    step = build_step(config, model.text_tokenizer.collate)
+    logger.info(
+        "training %s on %d records: contrastive batch %d (%s), chunks of %d records%s, loss scale %g; "
+        "trainable: LoRA %s, head %s",
+        f"{config.model.pooling.name}-{config.model.attention}", len(dataset), contrastive,
+        config.loss.contrastive_batch, step.chunk_size, " with GradCache" if step.grad_cache else "",
+        config.loss.scale, f"{counts['lora']:,}", f"{counts['head']:,}",
+    )
+    sampler = SourceBatchSampler(
+        dataset.sources if len(dataset.sources) == len(dataset) else [None] * len(dataset),
+        config.train.per_device_train_batch_size * config.train.gradient_accumulation_steps,
+        seed=config.train.seed, same_source=config.data.same_source_batches,
+    )
+    collator = TripletCollator(model.text_tokenizer)
+    trainer = PoolattnTrainer(
+        model=model, args=args, train_dataset=dataset, data_collator=collator,
+        step=step, batch_sampler=sampler, loss_scale=config.loss.scale, contrastive_batch=contrastive,
+        skip_nonfinite=config.train.skip_nonfinite, callbacks=callbacks,
+    )
+    holdout = None
+    if held:
+        holdout = HoldoutCallback(trainer, held, config.train.eval_steps, config.train.output_dir)
+        trainer.add_callback(holdout)
+    out = Path(config.train.output_dir)
+    if args.should_save:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / RUN_CONFIG).write_text(config.to_yaml())
+    if resume == "latest":
+        from transformers.trainer_utils import get_last_checkpoint
+
+        resume = get_last_checkpoint(str(out))
+        if resume is None:
+            raise FileNotFoundError(f"--resume_from_checkpoint latest: no checkpoint-N folder in {str(out)!r}")
+    output = trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(str(out))
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    result = TrainResult(out, trainer.state.global_step, losses[-1] if losses else None,
+                         time.perf_counter() - start, None)
+    if holdout is not None and holdout.history:
+        result.holdout = {"before": holdout.before, "after": holdout.history[-1]}
+    if args.should_save:
+        summary = {**dataclasses.asdict(result), "output_dir": str(out), "train_loss": output.training_loss,
+                   "records": len(dataset), "skipped_batches": trainer.skipped_batches,
+                   "bad_records_skipped": dataset.report.skipped, "contrastive_batch": contrastive,
+                   "texts_seen": collator.texts, "texts_truncated": collator.truncated,
+                   "log_history": trainer.state.log_history}
+        (out / SUMMARY).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    if dataset.report.skipped:
+        logger.warning("%s", dataset.report.summary())
+    if collator.truncated:
+        logger.warning("%d of %d training texts were longer than max_length=%d tokens and were truncated",
+                       collator.truncated, collator.texts, config.model.max_length)
+    return result

@@ -1,0 +1,100 @@
+"""Training records: accepted formats, bad records named by file/line/field, skip-and-report, streaming index."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from poolattn.data.records import BadRecordError, bundled_training_set, load_file
+from poolattn.data.sampler import SourceBatchSampler
+
+
+def _jsonl(path, rows):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def test_formats_the_paper_spelling_lists_and_no_negative(tmp_path):
+    path = _jsonl(tmp_path / "d.jsonl", [
+        {"query": "q1", "postive": "p1", "negative": "n1"},
+        {"query": "q2", "positive": "p2", "negatives": ["a", "b"], "instruction": "find it"},
+        {"query": "q3", "positive": "p3", "task": "msmarco", "id": "x", "source": "web"},
+    ])
+    data = load_file(path)
+    assert [r.negatives for r in (data[0], data[1], data[2])] == [["n1"], ["a", "b"], []]
+    assert data[0].positive == "p1" and data[0].id == "d.jsonl:1"
+    assert data[1].instruction == "find it"
+    assert data[2].instruction.startswith("Given a web search query") and data[2].id == "x"
+    assert data.sources == [None, None, "web"]
+
+
+@pytest.mark.parametrize(
+    "row,problem",
+    [
+        ({"positive": "p"}, "field 'query' is missing"),
+        ({"query": " ", "positive": "p"}, "field 'query' is empty"),
+        ({"query": "q", "positive": 3}, "field 'positive' must be a string, got int"),
+        ({"query": "q", "positive": "p", "negatives": ["ok", ""]}, r"field 'negatives\[1\]'"),
+        ({"query": "q", "positive": "p", "task": "unknown-task"}, "unknown task 'unknown-task'"),
+        ("{broken json", "not valid JSON"),
+        ("[1, 2]", "a record must be a JSON object, got list"),
+    ],
+)
+def test_bad_record_names_file_line_and_field(tmp_path, row, problem):
+    path = _jsonl(tmp_path / "bad.jsonl", [{"query": "fine", "positive": "fine"}, row])
+    with pytest.raises(BadRecordError, match=rf"bad.jsonl:2: {problem}"):
+        load_file(path)
+
+
+def test_skip_reports_the_count(tmp_path, caplog):
+    path = _jsonl(tmp_path / "d.jsonl", [{"query": "a", "positive": "b"}, "nope", {"query": "c"}, {"query": "d", "positive": "e"}])
+    data = load_file(path, on_bad_record="skip")
+    assert len(data) == 2 and data.report.skipped == 2
+    assert "2 bad records skipped" in data.report.summary() and "d.jsonl:2" in data.report.summary()
+    assert "2 bad records skipped" in caplog.text
+
+
+def test_empty_or_all_bad_dataset_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="has no usable records"):
+        load_file(_jsonl(tmp_path / "e.jsonl", []))
+    with pytest.raises(ValueError, match=r"no usable records \(1 bad records skipped\)"):
+        load_file(_jsonl(tmp_path / "b.jsonl", [{"q": 1}]), on_bad_record="skip")
+
+
+def test_jsonl_streams_from_an_offset_index(tmp_path):
+    rows = [{"query": f"q{i}", "positive": f"p{i}" * (i + 1)} for i in range(50)]
+    data = load_file(_jsonl(tmp_path / "big.jsonl", rows))
+    assert data._records is None  # nothing held in memory but offsets
+    assert [data[i].positive for i in (0, 49, 7)] == [rows[0]["positive"], rows[49]["positive"], rows[7]["positive"]]
+
+
+def test_json_and_gzip_files(tmp_path):
+    rows = [{"query": "q", "positive": "p"}]
+    (tmp_path / "a.json").write_text(json.dumps(rows))
+    with gzip.open(tmp_path / "b.jsonl.gz", "wt") as handle:
+        handle.write(json.dumps(rows[0]) + "\n")
+    assert load_file(tmp_path / "a.json")[0].query == "q"
+    assert load_file(tmp_path / "b.jsonl.gz")[0].query == "q"
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_file(tmp_path / "missing.jsonl")
+
+
+def test_bundled_training_set_loads_with_sources():
+    data = bundled_training_set()
+    assert len(data) > 1000
+    assert len(set(data.sources)) >= 3 and all(s for s in data.sources)
+
+
+def test_source_batches_are_pure_complete_and_reproducible():
+    sources = ["a"] * 10 + ["b"] * 7 + ["c"] * 3
+    sampler = SourceBatchSampler(sources, 4, seed=1)
+    batches = list(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(20))  # nothing dropped, nothing twice
+    assert len(batches) == len(sampler)
+    full = [b for b in batches if len({sources[i] for i in b}) == 1 and len(b) == 4]
+    assert len(full) == 2 + 1  # 10 -> 2 full batches of 'a', 7 -> 1 of 'b', 3 of 'c' -> leftovers
+    assert batches == list(SourceBatchSampler(sources, 4, seed=1))
+    sampler.set_epoch(1)
+    assert list(sampler) != batches
