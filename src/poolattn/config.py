@@ -316,24 +316,29 @@ def from_dict(cls: type, data: dict[str, Any], *, where: str) -> Any:
 
 def merge(config: Config, data: dict[str, Any]) -> Config:
     """A new Config: `config` with the (nested) values of `data` laid over it, validated again."""
-    base = config.to_dict()
-
-    def deep_update(into: dict[str, Any], new: dict[str, Any]) -> None:
-        for key, value in new.items():
-            if isinstance(value, dict) and isinstance(into.get(key), dict):
-                deep_update(into[key], value)
-            else:
-                into[key] = value
-
-    deep_update(base, data)
-    return Config.from_dict(base)
+    return Config.from_dict(_deep_update(config.to_dict(), data))
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a config file into a plain dict (errors name the file)."""
+def _deep_update(into: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _deep_update(into[key], value)
+        else:
+            into[key] = value
+    return into
+
+
+def load_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a config file into a plain dict (errors name the file).
+
+    A file may start from another with `extends: other.yaml` (relative to its own folder) and change only what
+    differs, so a variant preset states its difference and nothing else.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
+    if path.resolve() in _seen:
+        raise ConfigError(f"config file {str(path)!r} extends itself (through {[str(p) for p in _seen]})")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -342,6 +347,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping of sections, got {type(data).__name__}")
+    parent = data.pop("extends", None)
+    if parent is not None:
+        base = load_yaml(path.parent / str(parent), _seen + (path.resolve(),))
+        data = _deep_update(base, data)
     return data
 
 

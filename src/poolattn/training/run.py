@@ -200,6 +200,7 @@ def train(config: Config, *, callbacks: list | None = None) -> TrainResult:
                    "records": len(dataset), "skipped_batches": trainer.skipped_batches,
                    "bad_records_skipped": dataset.report.skipped, "contrastive_batch": contrastive,
                    "texts_seen": collator.texts, "texts_truncated": collator.truncated,
+                   "trainable_parameters": {"lora": counts["lora"], "head": counts["head"]},
                    "log_history": trainer.state.log_history}
         (out / SUMMARY).write_text(json.dumps(summary, indent=2, default=str) + "\n")
     if dataset.report.skipped:

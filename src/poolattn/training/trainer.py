@@ -172,6 +172,8 @@ class PoolattnTrainer(Trainer):
             if os.path.isdir(final):
                 shutil.rmtree(final)
             os.replace(os.path.join(staging_root, name), final)
+            if not os.listdir(staging_root):
+                os.rmdir(staging_root)
             rotate_checkpoints(output_dir=run_dir, save_total_limit=self.args.save_total_limit, use_mtime=False)
         self.accelerator.wait_for_everyone()
 

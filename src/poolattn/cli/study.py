@@ -1,0 +1,62 @@
+"""`poolattn study`: the paper's experiment as one command: train the designs, evaluate, compare, report."""
+
+from __future__ import annotations
+
+import argparse
+
+from poolattn.cli.train import add_config_arguments, config_from_args
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument("--designs", default=None, help="comma-separated designs to run, e.g. 1,5 (default: config)")
+    parser.add_argument("--tasks", default=None, help="comma-separated tasks, 'suite' or categories (default: config)")
+    parser.add_argument("--study-dir", default=None, help="where the runs and the report go (default: config)")
+    parser.add_argument("--force", action="store_true", help="redo runs that are already trained and evaluated")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and exit without loading a model")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _rerun_args(args: argparse.Namespace) -> list[str]:
+    out = []
+    if args.config:
+        out += ["--config", args.config]
+    if args.designs:
+        out += ["--designs", args.designs]
+    if args.study_dir:
+        out += ["--study-dir", args.study_dir]
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from poolattn.config import merge
+    from poolattn.study.plan import describe, make_plan
+
+    if args.design is not None:
+        raise ValueError("a study runs several designs: use --designs 1,5 (or study.designs in the config)")
+    config = config_from_args(args)
+    overrides: dict = {}
+    if args.designs:
+        overrides.setdefault("study", {})["designs"] = [d.strip() for d in args.designs.split(",") if d.strip()]
+    if args.study_dir:
+        overrides.setdefault("study", {})["output_dir"] = args.study_dir
+    if args.tasks:
+        overrides.setdefault("eval", {})["tasks"] = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if args.no_progress:
+        overrides["train"] = {"disable_tqdm": True}
+    if overrides:
+        config = merge(config, overrides)
+    plan = make_plan(config)
+    print(describe(plan))
+    if args.dry_run:
+        return 0
+    from poolattn.study.run import launched_processes, run_study, train_designs
+
+    if launched_processes() > 1:
+        train_designs(plan, force=args.force)
+        print(f"\ntrained {sum(r.trained for r in plan.runs)} designs on {launched_processes()} processes. Evaluate "
+              f"and report in one process: poolattn study {' '.join(_rerun_args(args))}")
+        return 0
+    results = run_study(plan, force=args.force, progress=not args.no_progress)
+    print(f"\nresults: {results}\nreport:  {results.parent / 'report.md'} and {results.parent / 'report.html'}")
+    return 0

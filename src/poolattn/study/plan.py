@@ -1,0 +1,149 @@
+"""A study plan: which runs, with which configs, evaluated on which tasks. Pure: builds no model, reads no data.
+
+Every design gets the base config with only `model.attention` and `model.pooling.name` changed, so the designs
+share data, seed, steps and every other hyper-parameter; `check_controlled` proves it for each plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from poolattn.config import Config, merge
+from poolattn.designs import Design, get_design
+
+RUNS_DIR = "runs"
+# the only settings allowed to differ between the designs of one study
+DESIGN_KEYS = {("model", "attention"), ("model", "pooling", "name"), ("train", "output_dir")}
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One row of the study: a design to train (or not, for the baseline) and evaluate."""
+
+    key: str
+    label: str
+    design: Design
+    trained: bool
+    config: Config
+    folder: Path
+
+    @property
+    def model_dir(self) -> Path:
+        return self.folder / "model"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.folder / "eval"
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    config: Config
+    output_dir: Path
+    runs: list[RunPlan]
+    tasks: list[str]
+
+
+def _flatten(data: dict[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    out: dict[tuple[str, ...], Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, prefix + (key,)))
+        else:
+            out[prefix + (key,)] = value
+    return out
+
+
+def check_controlled(runs: list[RunPlan]) -> None:
+    """Raise if two trained runs differ in anything but their design (and where they are written)."""
+    trained = [r for r in runs if r.trained]
+    if len(trained) < 2:
+        return
+    first = _flatten(trained[0].config.to_dict())
+    for run in trained[1:]:
+        other = _flatten(run.config.to_dict())
+        differing = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k) and k not in DESIGN_KEYS)
+        if differing:
+            raise ValueError(f"study runs {trained[0].key} and {run.key} differ in {['.'.join(k) for k in differing]}")
+
+
+def expand_tasks(names: list[str]) -> list[str]:
+    """'suite' and category names become the offline suite's task names; other names pass through."""
+    if not any(n == "suite" or n in _categories() for n in names):
+        return list(names)
+    from poolattn.evaluation.tasks import list_offline_tasks
+
+    suite = list_offline_tasks()
+    out: list[str] = []
+    for name in names:
+        if name == "suite":
+            picked = [t["name"] for t in suite]
+        elif name in _categories():
+            picked = [t["name"] for t in suite if t["category"] == name]
+        else:
+            picked = [name]
+        out += [p for p in picked if p not in out]
+    return out
+
+
+def _categories() -> set[str]:
+    return {"retrieval", "sts", "classification", "clustering", "pair_classification", "reranking", "summarization"}
+
+
+def make_plan(config: Config) -> StudyPlan:
+    """Runs for `config.study.designs` (+ the untrained baseline), each writing under study.output_dir/runs/<key>."""
+    out = Path(config.study.output_dir)
+    runs: list[RunPlan] = []
+    if config.study.baseline is not None:
+        design = get_design(config.study.baseline)
+        cfg = merge(config, {**design.overrides(), "train": {"output_dir": str(out / RUNS_DIR / "baseline" / "model")}})
+        runs.append(RunPlan("baseline", f"untrained baseline ({design.label})", design, False, cfg,
+                            out / RUNS_DIR / "baseline"))
+    seen = set()
+    for entry in config.study.designs:
+        design = get_design(entry)
+        key = str(design.number) if design.number else design.name
+        if key in seen:
+            raise ValueError(f"study.designs lists design {entry!r} twice")
+        seen.add(key)
+        folder = out / RUNS_DIR / key
+        cfg = merge(config, {**design.overrides(), "train": {"output_dir": str(folder / "model")}})
+        runs.append(RunPlan(key, design.label, design, True, cfg, folder))
+    check_controlled(runs)
+    return StudyPlan(config, out, runs, list(config.eval.tasks))
+
+
+def describe(plan: StudyPlan) -> str:
+    """The `--dry-run` text: backbone, data, every hyper-parameter, designs and tasks."""
+    c = plan.config
+    data = c.data.dataset_name or c.data.dataset_file_path or "bundled training set (poolattn/resources/train)"
+    lines = [
+        f"study: {plan.output_dir}",
+        f"backbone: {c.model.backbone}",
+        f"data: {data}" + (f" (first {c.data.max_records} records)" if c.data.max_records else ""),
+        f"designs: {', '.join(r.label for r in plan.runs)}",
+        "",
+        "model (shared):",
+        f"  max_length={c.model.max_length} dtype={c.model.dtype} attn_implementation={c.model.attn_implementation} "
+        f"padding_side={c.model.padding_side} exclude_instruction={c.model.exclude_instruction}",
+        f"  lora: r={c.model.lora.r} alpha={c.model.lora.alpha} dropout={c.model.lora.dropout} "
+        f"targets={','.join(c.model.lora.target_modules)} layers={c.model.lora.layers or 'all'}",
+        f"  pooling head: preset={c.model.pooling.preset} num_latents={c.model.pooling.num_latents} "
+        f"num_heads={c.model.pooling.num_heads} head_dim={c.model.pooling.head_dim} ff_mult={c.model.pooling.ff_mult}",
+        "loss:",
+        f"  {c.loss.name} scale={c.loss.scale} contrastive_batch={c.loss.contrastive_batch} "
+        f"grad_cache_chunk_size={c.loss.grad_cache_chunk_size}",
+        "train:",
+    ]
+    train = c.train
+    for name in ("learning_rate", "max_steps", "num_train_epochs", "per_device_train_batch_size",
+                 "gradient_accumulation_steps", "warmup_steps", "lr_scheduler_type", "weight_decay", "max_grad_norm",
+                 "bf16", "fp16", "seed", "save_steps", "save_total_limit", "logging_steps"):
+        lines.append(f"  {name}={getattr(train, name)}")
+    lines += [f"  contrastive batch per step = {train.per_device_train_batch_size * train.gradient_accumulation_steps}"
+              " x processes", "evaluation:", f"  batch_size={c.eval.batch_size} dtype={c.eval.dtype}"]
+    tasks = expand_tasks(plan.tasks)
+    lines.append(f"tasks ({len(tasks)}): {', '.join(tasks)}")
+    return "\n".join(lines)

@@ -1,0 +1,185 @@
+"""Run a study plan: train each design, evaluate it and the untrained baseline, write results and the report.
+
+Resumable: a run whose `run.json` exists is reused (its model and scores stay), so an interrupted study picks up
+where it stopped; `force=True` redoes everything. A training run interrupted half-way resumes from its latest
+checkpoint. `results.json` is rewritten after every run, so partial results are always readable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from poolattn import __version__
+from poolattn.config import merge
+from poolattn.study.plan import RunPlan, StudyPlan, expand_tasks
+
+logger = logging.getLogger(__name__)
+
+RUN_FILE = "run.json"
+RESULTS_FILE = "results.json"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__, "device": device}
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+class _Eta:
+    """Remaining time from the phases done so far: mean duration of each kind of phase x phases left."""
+
+    def __init__(self) -> None:
+        self.done: dict[str, list[float]] = {"train": [], "eval": []}
+
+    def add(self, kind: str, seconds: float) -> None:
+        self.done[kind].append(seconds)
+
+    def remaining(self, left: dict[str, int]) -> str:
+        total = 0.0
+        for kind, count in left.items():
+            if count and not self.done[kind]:
+                return "estimating"
+            if count:
+                total += count * sum(self.done[kind]) / len(self.done[kind])
+        return f"~{int(total // 60)} min left" if total >= 60 else f"~{int(total)} s left"
+
+
+def _train_run(run: RunPlan, force: bool) -> dict[str, Any]:
+    from poolattn.training.run import SUMMARY, train
+
+    config = run.config
+    summary_file = run.model_dir / SUMMARY
+    if summary_file.is_file() and not force:
+        logger.info("%s: reusing the trained model in %s", run.label, run.model_dir)
+    else:
+        if force and run.model_dir.exists():
+            shutil.rmtree(run.model_dir)
+        if any(run.model_dir.glob("checkpoint-*")):
+            config = merge(config, {"train": {"resume_from_checkpoint": "latest"}})
+            logger.info("%s: resuming training from the latest checkpoint", run.label)
+        train(config)
+    summary = json.loads(summary_file.read_text())
+    history = [[e["step"], e["loss"]] for e in summary.get("log_history", []) if "loss" in e]
+    holdout = summary.get("holdout") or {}
+    return {
+        "steps": summary["steps"],
+        "seconds": summary["seconds"],
+        "loss_history": history,
+        "holdout_before": holdout.get("before"),
+        "holdout_after": holdout.get("after"),
+        "trainable_parameters": summary.get("trainable_parameters"),
+    }
+
+
+def _evaluate_run(run: RunPlan, tasks: list[str], progress: bool) -> tuple[dict[str, Any], float]:
+    from poolattn.evaluation import evaluate
+    from poolattn.model import Embedder
+
+    eval_dtype = run.config.eval.dtype
+    if run.trained:
+        model = Embedder.load(run.model_dir, dtype=eval_dtype)
+    else:
+        model = Embedder.from_config(merge(run.config, {"model": {"dtype": eval_dtype}}).model)
+    start = time.perf_counter()
+    results = evaluate(model, tasks, run.eval_dir, batch_size=run.config.eval.batch_size, show_progress=progress,
+                       model_name=f"poolattn-{run.key}")
+    return results, time.perf_counter() - start
+
+
+def launched_processes() -> int:
+    """How many processes `accelerate launch` / `torchrun` started (1 for a plain run)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def train_designs(plan: StudyPlan, *, force: bool = False) -> None:
+    """Training phase only, for multi-process launches: every rank trains, nobody evaluates."""
+    for run in plan.runs:
+        if run.trained and not ((run.folder / RUN_FILE).is_file() and not force):
+            _train_run(run, force)
+
+
+def run_study(plan: StudyPlan, *, force: bool = False, progress: bool = True) -> Path:
+    """Train and evaluate every run of `plan`, then write results.json and the report; return results.json."""
+    from poolattn.study.report import write_report
+
+    out = plan.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    tasks = expand_tasks(plan.tasks)
+    (out / "study_config.yaml").write_text(plan.config.to_yaml())
+    results: dict[str, Any] = {
+        "study": {"name": out.name, "backbone": plan.config.model.backbone, "poolattn_version": __version__,
+                  "started": _now(), "finished": None, "machine": machine(), "config": plan.config.to_dict()},
+        "tasks": {},
+        "runs": {},
+    }
+    eta = _Eta()
+    left = {"train": sum(r.trained for r in plan.runs), "eval": len(plan.runs)}
+    bar = tqdm(total=left["train"] + left["eval"], desc="study", unit="phase", disable=not progress, position=0)
+    for run in plan.runs:
+        run_file = run.folder / RUN_FILE
+        if run_file.is_file() and not force:
+            entry = json.loads(run_file.read_text())
+            logger.info("%s: done already (%s); --force redoes it", run.label, run_file)
+            left["train"] -= run.trained
+            left["eval"] -= 1
+            bar.update(1 + run.trained)
+        else:
+            entry = {"label": run.label, "design": run.design.name, "number": run.design.number,
+                     "trained": run.trained, "pooling": run.design.pooling, "attention": run.design.attention,
+                     "train": None}
+            if run.trained:
+                bar.set_postfix_str(f"{run.label}: training ({eta.remaining(left)})")
+                start = time.perf_counter()
+                entry["train"] = _train_run(run, force)
+                eta.add("train", time.perf_counter() - start)
+                left["train"] -= 1
+                bar.update(1)
+            bar.set_postfix_str(f"{run.label}: evaluating ({eta.remaining(left)})")
+            scores, seconds = _evaluate_run(run, tasks, progress)
+            eta.add("eval", seconds)
+            left["eval"] -= 1
+            bar.update(1)
+            entry["scores"] = {name: r["main_score"] for name, r in scores.items()}
+            entry["categories"] = {name: r["category"] for name, r in scores.items()}
+            entry["metrics"] = {name: r.get("main_score_name") for name, r in scores.items()}
+            entry["eval_seconds"] = seconds
+            _write_json(run_file, entry)
+        for name, category in entry.get("categories", {}).items():
+            results["tasks"].setdefault(name, {"category": category, "main_score_name": entry.get("metrics", {}).get(name)})
+        results["runs"][run.key] = entry
+        _write_json(out / RESULTS_FILE, results)
+    bar.close()
+    results["study"]["finished"] = _now()
+    _write_json(out / RESULTS_FILE, results)
+    write_report(results, out)
+    return out / RESULTS_FILE

@@ -1,0 +1,45 @@
+"""Every shipped config loads, validates and plans; the paper preset says what the paper did."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from poolattn.config import ConfigError, load_config
+from poolattn.study.plan import describe, make_plan
+
+CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+
+
+def test_configs_exist():
+    assert {p.name for p in CONFIGS} >= {"demo.yaml", "paper.yaml", "qwen2-0.5b.yaml"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_config_loads_and_plans(path):
+    config = load_config(path)
+    plan = make_plan(config)
+    assert [r.design.number for r in plan.runs if r.trained] == [1, 2, 3, 4, 5]
+
+
+def test_paper_dry_run_states_the_papers_setup():
+    text = describe(make_plan(load_config(Path("configs/paper.yaml"))))
+    for fact in ("Mistral-7B-v0.1", "yixuantt/ir_data", "learning_rate=1e-05", "max_steps=1000",
+                 "gradient_accumulation_steps=256", "per_device_train_batch_size=1", "warmup_steps=100",
+                 "weight_decay=0.01", "lora: r=16 alpha=32 dropout=0.1", "max_length=512", "STSBenchmark"):
+        assert fact in text, fact
+    assert "design 1 (eos-causal)" in text and "design 5 (multilayer-bidirectional)" in text
+
+
+def test_qwen_variant_extends_the_paper():
+    paper, qwen = load_config(Path("configs/paper.yaml")), load_config(Path("configs/qwen2-0.5b.yaml"))
+    assert qwen.model.backbone == "Qwen/Qwen2-0.5B"
+    assert qwen.train == paper.train and qwen.loss == paper.loss and qwen.eval == paper.eval
+
+
+def test_extends_cycles_are_refused(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ConfigError, match="extends itself"):
+        load_config(tmp_path / "a.yaml")
