@@ -1,0 +1,166 @@
+"""The report's figures: category means, deltas against the reference, and training loss curves.
+
+Figures are drawn on `matplotlib.figure.Figure` with the Agg canvas attached inside each function, never through
+`pyplot`: that leaves the process-wide backend and pyplot's figure registry alone (a study running inside a notebook
+or a GUI keeps its own backend) and nothing leaks if a plot fails half-way. Every run keeps one color in every
+figure, so a design can be followed from one plot to the next.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+DPI = 110
+BASELINE_COLOR = "#9aa0a6"
+# Colorblind-safe palette (Okabe-Ito), design 1..5 first, then anything else.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442", "#000000")
+
+
+def run_colors(stats: dict[str, Any]) -> dict[str, str]:
+    """{run key: color}: gray for untrained runs, design n gets PALETTE[n - 1], other designs the colors after."""
+    colors: dict[str, str] = {}
+    extra = 5
+    for key in stats["run_order"]:
+        run = stats["runs"][key]
+        number = run.get("number")
+        if not run["trained"]:
+            colors[key] = BASELINE_COLOR
+        elif isinstance(number, int) and 1 <= number <= 5:
+            colors[key] = PALETTE[number - 1]
+        else:
+            colors[key] = PALETTE[extra % len(PALETTE)]
+            extra += 1
+    return colors
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _style(ax) -> None:
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.grid(axis="y", color="#e5e7eb", linewidth=0.8)
+    ax.set_axisbelow(True)
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, facecolor="white")
+    return path
+
+
+def plot_category_scores(stats: dict[str, Any], path: Path) -> Path:
+    """Grouped bars: each run's mean main score per category, plus the overall mean over all tasks."""
+    order = stats["run_order"]
+    colors = run_colors(stats)
+    groups = [(c["title"], c["runs"]) for c in stats["categories"].values()] + [("Overall", stats["overall"])]
+    fig = _figure(max(8.0, 1.3 * len(groups) + 2.5), 4.8)
+    ax = fig.add_subplot()
+    width = 0.8 / max(len(order), 1)
+    x = np.arange(len(groups))
+    for i, key in enumerate(order):
+        values = [cells[key]["mean"] for _, cells in groups]
+        heights = [np.nan if v is None else v for v in values]
+        ax.bar(x - 0.4 + width * (i + 0.5), heights, width * 0.92, color=colors[key],
+               label=stats["runs"][key]["label"])
+    ax.axvline(len(groups) - 1.5, color="#9ca3af", linewidth=0.8, linestyle=":")
+    ax.set_xticks(x, [title for title, _ in groups])
+    ax.set_ylabel("mean main score")
+    top = max(((c[k]["mean"] or 0.0) for _, c in groups for k in order), default=0.0)
+    ax.set_ylim(0, min(1.0, top * 1.12) if top > 0 else 1.0)
+    ax.set_title("Mean main score per task category")
+    _style(ax)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=min(len(order), 3), frameon=False, fontsize=9)
+    return _save(fig, path)
+
+
+def plot_deltas(stats: dict[str, Any], path: Path) -> Path | None:
+    """Bars of each trained run's category delta vs the reference; '*' marks p < alpha, pale bars were untestable.
+
+    Untrained runs are left out: their deltas are an order of magnitude larger and would flatten the designs'.
+    Returns None when there is no reference or nothing to compare.
+    """
+    reference = stats.get("reference")
+    keys = [k for k in stats["run_order"] if k != reference and stats["runs"][k]["trained"]]
+    if reference is None or not keys:
+        return None
+    colors = run_colors(stats)
+    cats = list(stats["categories"].values())
+    fig = _figure(max(8.0, 1.3 * len(cats) + 2.5), 4.6)
+    ax = fig.add_subplot()
+    width = 0.8 / len(keys)
+    x = np.arange(len(cats))
+    span = max((abs(c["runs"][k]["delta"] or 0.0) for c in cats for k in keys), default=0.0) or 0.01
+    for i, key in enumerate(keys):
+        for j, cat in enumerate(cats):
+            cell = cat["runs"][key]
+            if cell["delta"] is None:
+                continue
+            pos = x[j] - 0.4 + width * (i + 0.5)
+            ax.bar(pos, cell["delta"], width * 0.92, color=colors[key], alpha=1.0 if cell["testable"] else 0.45)
+            if cell["significant"]:
+                offset = 0.03 * span if cell["delta"] >= 0 else -0.03 * span
+                ax.text(pos, cell["delta"] + offset, "*", ha="center", va="bottom" if offset > 0 else "top",
+                        fontsize=14, fontweight="bold")
+    ax.axhline(0, color="#374151", linewidth=0.9)
+    ax.set_xticks(x, [c["title"] for c in cats])
+    ax.set_ylim(-span * 1.25, span * 1.25)
+    ref_label = stats["runs"][reference]["label"]
+    ax.set_ylabel("Δ mean main score")
+    ax.set_title(f"Change against {ref_label} (* p < {stats['alpha']}; pale bars: too few datasets to test)")
+    _style(ax)
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=colors[k], label=stats["runs"][k]["label"]) for k in keys]  # full color, not pale
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=min(len(keys), 4),
+              frameon=False, fontsize=9)
+    return _save(fig, path)
+
+
+def _smooth(values: np.ndarray) -> np.ndarray:
+    """Exponential moving average, light enough to keep the trend's shape (span ~ 1/10 of the curve)."""
+    if len(values) < 5:
+        return values
+    alpha = min(1.0, 2.0 / (max(len(values) // 10, 1) + 1))
+    out = np.empty_like(values)
+    out[0] = values[0]
+    for i in range(1, len(values)):
+        out[i] = alpha * values[i] + (1 - alpha) * out[i - 1]
+    return out
+
+
+def plot_training_loss(results: dict[str, Any], stats: dict[str, Any], path: Path, *,
+                       loss_name: str = "loss") -> Path | None:
+    """Loss against step for every trained run: raw log faint, smoothed curve solid. None if no run logged loss."""
+    colors = run_colors(stats)
+    curves = []
+    for key in stats["run_order"]:
+        history = ((results["runs"][key].get("train") or {}).get("loss_history")) or []
+        points = np.array([(s, v) for s, v in history if v is not None], dtype=float).reshape(-1, 2)
+        if len(points):
+            curves.append((key, points))
+    if not curves:
+        return None
+    fig = _figure(9.0, 4.6)
+    ax = fig.add_subplot()
+    for key, points in curves:
+        steps, loss = points[:, 0], points[:, 1]
+        ax.plot(steps, loss, color=colors[key], alpha=0.25, linewidth=1.0)
+        ax.plot(steps, _smooth(loss), color=colors[key], linewidth=2.0, label=stats["runs"][key]["label"])
+    ax.set_xlabel("training step")
+    ax.set_ylabel(loss_name)
+    ax.set_title("Training loss (faint: as logged; solid: smoothed)")
+    _style(ax)
+    ax.legend(frameon=False, fontsize=9)
+    return _save(fig, path)
