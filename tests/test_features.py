@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from poolattn.config import DEFAULT_INSTRUCTION_TEMPLATE
 from poolattn.features import TextTokenizer, format_query

@@ -8,7 +8,6 @@ code silently ran 20). Similarities and the loss are computed in float32.
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 

@@ -1,24 +1,32 @@
 """The study report: `results.json` in, `report.md`, a self-contained `report.html`, plots and `stats.json` out.
 
-The report is built once as a list of small blocks (headings, paragraphs, tables, figures) and then rendered twice,
-to Markdown and to HTML, so the two files can never disagree. The numbers all come from `stats.compare`; this module
-only arranges and formats them. The HTML page carries its stylesheet and its images (base64 data URIs) inline, so
-it can be mailed or archived as one file and opens without a network.
+The report is a list of blocks (render.py) rendered to Markdown and to HTML, so the two files never disagree. The
+numbers all come from `stats.compare`; this module only arranges and formats them.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import logging
 import re
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from poolattn.study import plots
+from poolattn.study.render import (
+    Block,
+    Bullets,
+    Cell,
+    Figure,
+    Heading,
+    Para,
+    Span,
+    Table,
+    para,
+    render_html,
+    render_markdown,
+)
 from poolattn.study.stats import (
     ALPHA,
     MIN_TESTABLE,
@@ -36,180 +44,6 @@ REPORT_HTML = "report.html"
 STATS_JSON = "stats.json"
 FIGURES = {"category_scores": "category_scores.png", "deltas": "deltas.png", "training_loss": "training_loss.png"}
 DASH = "—"
-
-# -------------------------------------------------------------------------------------------- blocks
-
-
-@dataclass
-class Span:
-    """A run of inline text; style is '', 'code', 'strong' or 'em'."""
-
-    text: str
-    style: str = ""
-
-
-@dataclass
-class Heading:
-    text: str
-    level: int
-
-
-@dataclass
-class Para:
-    spans: list[Span]
-    muted: bool = False
-
-
-@dataclass
-class Bullets:
-    items: list[list[Span]]
-    muted: bool = False
-
-
-@dataclass
-class Cell:
-    """A table cell; tags drive the styling: num, pos, neg, sig, ref, missing, task, agree, disagree."""
-
-    text: str
-    tags: tuple[str, ...] = ()
-
-
-@dataclass
-class Table:
-    header: list[Cell]
-    rows: list[list[Cell]]
-
-
-@dataclass
-class Figure:
-    path: Path
-    alt: str
-    caption: str
-
-
-Block = Heading | Para | Bullets | Table | Figure
-
-
-def _p(*parts: str | Span, muted: bool = False) -> Para:
-    return Para([part if isinstance(part, Span) else Span(part) for part in parts], muted=muted)
-
-
-# ------------------------------------------------------------------------------------------ rendering
-
-
-def _md_inline(spans: list[Span]) -> str:
-    marks = {"code": "`", "strong": "**", "em": "*", "": ""}
-    return "".join(f"{marks[s.style]}{s.text}{marks[s.style]}" for s in spans)
-
-
-def _md_cell(cell: Cell) -> str:
-    text = cell.text.replace("|", "\\|")
-    return f"**{text}**" if "sig" in cell.tags and text else text
-
-
-def render_markdown(blocks: list[Block]) -> str:
-    """GitHub-flavoured Markdown; significant cells in bold, figures as relative image links."""
-    out: list[str] = []
-    for block in blocks:
-        if isinstance(block, Heading):
-            out.append(f"{'#' * block.level} {block.text}")
-        elif isinstance(block, Para):
-            out.append(_md_inline(block.spans))
-        elif isinstance(block, Bullets):
-            out.append("\n".join(f"- {_md_inline(item)}" for item in block.items))
-        elif isinstance(block, Table):
-            align = [("---:" if "num" in c.tags else ":---") for c in block.header]
-            lines = ["| " + " | ".join(_md_cell(c) for c in block.header) + " |", "| " + " | ".join(align) + " |"]
-            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in block.rows]
-            out.append("\n".join(lines))
-        elif isinstance(block, Figure):
-            out.append(f"![{block.alt}]({block.path.name})\n\n*{block.caption}*")
-    return "\n\n".join(out) + "\n"
-
-
-CSS = """
-:root { color-scheme: light; }
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
-       max-width: 1180px; margin: 2rem auto 4rem; padding: 0 1.5rem; color: #1f2328; background: #fff;
-       line-height: 1.5; font-size: 15px; }
-h1 { font-size: 1.75rem; margin-bottom: .4rem; padding-bottom: .4rem; border-bottom: 2px solid #d0d7de; }
-h2 { font-size: 1.3rem; margin-top: 2.4rem; padding-bottom: .25rem; border-bottom: 1px solid #d8dee4; }
-h3 { font-size: 1.05rem; margin: 1.8rem 0 .4rem; }
-p, ul { margin: .5rem 0 .8rem; }
-code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: .88em;
-       background: #f3f4f6; padding: .1em .3em; border-radius: 4px; }
-.muted { color: #57606a; font-size: .9rem; }
-.table-wrap { overflow-x: auto; margin: .6rem 0 .9rem; }
-table { border-collapse: collapse; font-size: .87rem; font-variant-numeric: tabular-nums; }
-th, td { padding: .36rem .55rem; border-bottom: 1px solid #e5e7eb; text-align: left; vertical-align: top; }
-th { background: #eef1f4; font-weight: 600; border-bottom: 2px solid #d0d7de; max-width: 10rem;
-     vertical-align: bottom; }
-th.task { max-width: 6.5rem; font-size: .8rem; }
-tbody tr:nth-child(even) { background: #f7f8fa; }
-td:first-child { font-weight: 500; white-space: nowrap; }
-.num { text-align: right; }
-td.num { white-space: nowrap; }
-td.pos { color: #1a7f37; }
-td.neg { color: #cf222e; }
-td.sig { background: #fff3c4; font-weight: 700; }
-td.ref, td.missing { color: #6e7781; }
-td.agree { background: #e9f6ec; }
-td.disagree { background: #fdeceb; }
-figure { margin: 1rem 0 1.4rem; }
-figure img { max-width: 100%; height: auto; border: 1px solid #e5e7eb; border-radius: 6px; }
-figcaption { color: #57606a; font-size: .85rem; margin-top: .3rem; }
-footer { margin-top: 3rem; color: #6e7781; font-size: .8rem; }
-"""
-
-
-def _html_inline(spans: list[Span]) -> str:
-    tags = {"code": "code", "strong": "strong", "em": "em"}
-    return "".join(f"<{tags[s.style]}>{html.escape(s.text)}</{tags[s.style]}>" if s.style else html.escape(s.text)
-                   for s in spans)
-
-
-def _html_cell(cell: Cell, tag: str) -> str:
-    text = html.escape(cell.text)
-    if "task" in cell.tags:  # let long CamelCase task names wrap between words
-        text = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "<wbr>", text)
-    classes = " ".join(cell.tags)
-    return f'<{tag} class="{classes}">{text}</{tag}>' if classes else f"<{tag}>{text}</{tag}>"
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
-
-def _data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
-
-
-def render_html(blocks: list[Block], *, title: str, footer: str = "") -> str:
-    """One self-contained page: inline CSS, images as data URIs, every text escaped, no scripts."""
-    body: list[str] = []
-    for block in blocks:
-        if isinstance(block, Heading):
-            body.append(f'<h{block.level} id="{_slug(block.text)}">{html.escape(block.text)}</h{block.level}>')
-        elif isinstance(block, Para):
-            body.append(f'<p class="muted">{_html_inline(block.spans)}</p>' if block.muted
-                        else f"<p>{_html_inline(block.spans)}</p>")
-        elif isinstance(block, Bullets):
-            items = "".join(f"<li>{_html_inline(item)}</li>" for item in block.items)
-            body.append(f'<ul class="muted">{items}</ul>' if block.muted else f"<ul>{items}</ul>")
-        elif isinstance(block, Table):
-            head = "".join(_html_cell(c, "th") for c in block.header)
-            rows = "".join("<tr>" + "".join(_html_cell(c, "td") for c in row) + "</tr>" for row in block.rows)
-            body.append(f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead>'
-                        f"<tbody>{rows}</tbody></table></div>")
-        elif isinstance(block, Figure):
-            body.append(f'<figure><img src="{_data_uri(block.path)}" alt="{html.escape(block.alt)}">'
-                        f"<figcaption>{html.escape(block.caption)}</figcaption></figure>")
-    foot = f"<footer>{html.escape(footer)}</footer>" if footer else ""
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
-            + "\n".join(body) + f"\n{foot}\n</body>\n</html>\n")
-
 
 # ----------------------------------------------------------------------------------------- formatting
 
@@ -359,12 +193,12 @@ def _summary(results: dict[str, Any], stats: dict[str, Any]) -> list[Block]:
                 if reference else "The reference run is missing, so there are no deltas or tests.")
     backbone = study.get("backbone") or _get(config, "model.backbone") or "an unrecorded backbone"
     return [
-        _p(f"{_plural(len(runs), 'run')} of ", Span(str(backbone), "code"),
+        para(f"{_plural(len(runs), 'run')} of ", Span(str(backbone), "code"),
            f" ({trained} trained, {len(runs) - trained} untrained) evaluated on {_plural(n_tasks, 'task')} in "
            f"{len(stats['categories'])} {'category' if len(stats['categories']) == 1 else 'categories'}. "
            f"Training data: {_data_text(config)}; {_steps_text(results, config)}. "
            f"Machine: {_machine_text(study.get('machine') or {})}; {_wall_time(study)}. {ref_text}"),
-        *[_p(Span("Warning:", "strong"), " " + w) for w in stats.get("warnings", [])],
+        *[para(Span("Warning:", "strong"), " " + w) for w in stats.get("warnings", [])],
     ]
 
 
@@ -392,7 +226,7 @@ def _overall(stats: dict[str, Any], figures: dict[str, Path]) -> list[Block]:
     note = "Mean main score over each category's tasks; the overall mean averages all tasks (as MTEB does)."
     if partial or any(stats["overall"][k]["missing"] for k in stats["run_order"]):
         note += " †: mean over the tasks that run scored (some failed); see the category tables."
-    blocks.append(_p(note, muted=True))
+    blocks.append(para(note, muted=True))
     if "category_scores" in figures:
         blocks.append(Figure(figures["category_scores"], "grouped bars of each run's category means",
                              "Mean main score per category and overall; one color per run throughout the report."))
@@ -445,7 +279,7 @@ def _category(results: dict[str, Any], stats: dict[str, Any], category: str) -> 
         rows.append(row)
     blocks: list[Block] = [
         Heading(cat["title"], 3),
-        _p(f"{len(tasks)} task{'s' if len(tasks) != 1 else ''}; main score {', '.join(metrics)}."
+        para(f"{len(tasks)} task{'s' if len(tasks) != 1 else ''}; main score {', '.join(metrics)}."
            + (f" Task names are shown without their common {trimmed}." if trimmed else ""), muted=True),
         Table(header, rows),
     ]
@@ -469,7 +303,7 @@ def _categories(results: dict[str, Any], stats: dict[str, Any], figures: dict[st
     blocks: list[Block] = [Heading("Per category", 2)]
     if reference:
         ref_label = stats["runs"][reference]["label"]
-        blocks.append(_p(
+        blocks.append(para(
             f"Δ is the mean over the category's tasks of (run − {ref_label}), on the tasks both runs scored. p is a "
             f"two-sided Wilcoxon signed-rank test pairing the two runs' scores dataset by dataset (zero differences "
             f"dropped; exact unless differences tie), as in the paper. With n datasets the smallest possible p is "
@@ -493,7 +327,7 @@ def _paper_blocks(stats: dict[str, Any], level: int = 2) -> list[Block]:
         sig = sorted(paper["significant"])
         which = "all significant" if sig == [2, 3, 4, 5] else f"significant for design {', '.join(map(str, sig))}"
         quoted.append(f"{category_title(category)} {_delta(paper['low'])} to {_delta(paper['high'])} ({which})")
-    blocks.append(_p(
+    blocks.append(para(
         "Tang & Yang (2024) report, for Mistral-7B on MTEB, these deltas of designs 2–5 over design 1 (range over "
         f"the four designs): {'; '.join(quoted)}. This study's backbone ",
         Span(str(stats["study"].get("backbone") or "?"), "code"),
@@ -507,7 +341,7 @@ def _paper_blocks(stats: dict[str, Any], level: int = 2) -> list[Block]:
             reason = f"the reference is {stats['runs'][stats['reference']]['label']}, not design 1"
         else:
             reason = "it has no design 2-5 in a category the paper quotes"
-        blocks.append(_p(f"No comparison is possible for this study: {reason}."))
+        blocks.append(para(f"No comparison is possible for this study: {reason}."))
         return blocks
     header = [Cell("Category"), Cell("Design"), Cell("Paper Δ range", ("num",)), Cell("Our Δ", ("num",)),
               Cell("Sign"), Cell("Our p", ("num",)), Cell("Paper")]
@@ -546,7 +380,7 @@ def _paper_blocks(stats: dict[str, Any], level: int = 2) -> list[Block]:
                     else f"; none is significant at {ALPHA}."))
     lines.append(f"Of the {len(paper_sig)} results the paper found significant, {len(reproduced)} "
                  f"{'is' if len(reproduced) == 1 else 'are'} significant here with the same sign.")
-    blocks.append(_p(" ".join(lines)))
+    blocks.append(para(" ".join(lines)))
     return blocks
 
 
@@ -576,7 +410,7 @@ def _planned_steps(config: dict[str, Any]) -> str:
 def _shared_settings(results: dict[str, Any]) -> Table | Para:
     config = (results.get("study") or {}).get("config") or {}
     if not config:
-        return _p("The study's config was not recorded in results.json.", muted=True)
+        return para("The study's config was not recorded in results.json.", muted=True)
 
     def get(dotted: str) -> Any:
         return _get(config, dotted, "not recorded")
@@ -626,7 +460,7 @@ def _differences(results: dict[str, Any], stats: dict[str, Any]) -> list[Block]:
              Cell("yes" if r["trained"] else "no")] for r in (stats["runs"][k] for k in stats["run_order"])]
     return [
         Heading("What differs between the runs", 2),
-        _p("The designs differ only in pooling and attention; the untrained baseline is the reference design's "
+        para("The designs differ only in pooling and attention; the untrained baseline is the reference design's "
            "architecture before fine-tuning. Everything else is shared:"),
         Table(header, rows),
         Heading("Shared settings", 3),
@@ -667,7 +501,7 @@ def _training(results: dict[str, Any], stats: dict[str, Any], figures: dict[str,
         blocks.append(Figure(figures["training_loss"], "training loss curves of every trained run",
                              "Training loss per logged step for every trained run."))
     else:
-        blocks.append(_p("No training loss was recorded.", muted=True))
+        blocks.append(para("No training loss was recorded.", muted=True))
     return blocks
 
 
