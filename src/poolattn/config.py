@@ -144,7 +144,11 @@ class LossConfig:
     name: str = "info_nce"
     scale: float = 50.0
     contrastive_batch: str = "global"
+    # records per forward pass (default: per_device_train_batch_size)
     grad_cache_chunk_size: int | None = None
+    # two-pass GradCache (memory of one chunk) or one pass keeping every chunk's graph (faster, more memory);
+    # null: GradCache exactly when a step holds more records than one chunk
+    grad_cache: bool | None = None
 
     def __post_init__(self) -> None:
         _check_positive("loss", "scale", self.scale)

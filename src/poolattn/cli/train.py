@@ -28,7 +28,7 @@ FLAGS: dict[str, tuple[str, Any, str]] = {
     # loss
     "--loss_scale": ("loss.scale", float, "1 / temperature of the InfoNCE loss (default 50)"),
     "--contrastive_batch": ("loss.contrastive_batch", str, "global (whole batch, default) or per_device (paper's code)"),
-    "--grad_cache_chunk_size": ("loss.grad_cache_chunk_size", int, "records per forward pass under GradCache"),
+    "--grad_cache_chunk_size": ("loss.grad_cache_chunk_size", int, "records per forward pass"),
     # data
     "--dataset_name": ("data.dataset_name", str, "Hugging Face dataset (or a local file)"),
     "--dataset_file_path": ("data.dataset_file_path", str, "local .json / .jsonl / .jsonl.gz training triples"),
@@ -66,6 +66,7 @@ SWITCHES: dict[str, tuple[str, str]] = {
     "--skip_nonfinite": ("train.skip_nonfinite", "skip a batch whose loss is NaN/inf instead of stopping"),
     "--overwrite_output_dir": ("train.overwrite_output_dir", "replace a previous run in --output_dir"),
     "--disable_tqdm": ("train.disable_tqdm", "no progress bar"),
+    "--grad_cache": ("loss.grad_cache", "two-pass GradCache (default: when a step holds more than one chunk)"),
 }
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}

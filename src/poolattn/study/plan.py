@@ -134,7 +134,7 @@ def describe(plan: StudyPlan) -> str:
         f"num_heads={c.model.pooling.num_heads} head_dim={c.model.pooling.head_dim} ff_mult={c.model.pooling.ff_mult}",
         "loss:",
         f"  {c.loss.name} scale={c.loss.scale} contrastive_batch={c.loss.contrastive_batch} "
-        f"grad_cache_chunk_size={c.loss.grad_cache_chunk_size}",
+        f"grad_cache_chunk_size={c.loss.grad_cache_chunk_size} grad_cache={c.loss.grad_cache}",
         "train:",
     ]
     train = c.train

@@ -128,13 +128,14 @@ def check_output_dir(config: Config) -> None:
 
 
 def build_step(config: Config, collate) -> ContrastiveStep:
-    """The loss path: GradCache when the per-device contrastive batch is larger than one forward chunk."""
+    """The loss path: GradCache when the per-device contrastive batch is larger than one forward chunk (or as set)."""
     train, loss = config.train, config.loss
     local_batch = train.per_device_train_batch_size * train.gradient_accumulation_steps
     chunk = loss.grad_cache_chunk_size or train.per_device_train_batch_size
     group = train.per_device_train_batch_size if loss.contrastive_batch == "per_device" else None
+    grad_cache = loss.grad_cache if loss.grad_cache is not None else local_batch > chunk
     return ContrastiveStep(
-        build_loss(loss.name, scale=loss.scale), chunk_size=chunk, grad_cache=local_batch > chunk,
+        build_loss(loss.name, scale=loss.scale), chunk_size=chunk, grad_cache=grad_cache,
         group_size=group, collate=collate,
     )
 
