@@ -13,15 +13,16 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[test,bench]"
+	$(BIN)/pip install --quiet -e ".[test,bench,build-data]"
 	touch $(STAMP)
 
 setup: $(STAMP)
 
 study: setup
-	$(BIN)/poolattn encode --model 1 --input examples/texts.txt --output outputs/demo-embeddings.npy
+	$(BIN)/poolattn study --config configs/demo.yaml
 
 test-fast: setup
+	$(BIN)/ruff check --select F,E9 src tests benchmarks
 	$(BIN)/python -m pytest -m "not slow" -q
 
 test-slow: setup

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,20 @@ class Embedder(nn.Module):
 
     gradient_checkpointing_enable = activation_checkpointing_enable
 
+    def merge_lora(self) -> Embedder:
+        """Fold the LoRA adapters into the backbone weights, for inference; returns self.
+
+        peft runs every adapter as a separate float32 side path (input casts, two skinny matrix products, an
+        add): 210 of them per forward on SmolLM2, which made bfloat16 encoding 2.5x slower on CPU. Merged, the
+        forward costs what the bare backbone costs. Irreversible: merge a model you will not train further.
+        """
+        if hasattr(self.backbone, "merge_and_unload"):
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+                self.backbone = self.backbone.merge_and_unload()
+            self.backbone.requires_grad_(False)
+        return self
+
     # ------------------------------------------------------------------------------------------ encode
     @torch.inference_mode()
     def encode(
@@ -195,6 +210,10 @@ class Embedder(nn.Module):
         if not texts:
             return out
         items = self.text_tokenizer.tokenize(texts, instructions)
+        # A low-precision backbone still carrying LoRA adapters (a model in training): autocast runs the float32
+        # adapter side paths in the backbone's dtype instead of casting every activation to float32 and back.
+        dtype = next(self.backbone.parameters()).dtype
+        use_autocast = dtype in (torch.bfloat16, torch.float16) and hasattr(self.backbone, "peft_config")
         cut = sum(item.truncated for item in items)
         if cut:
             logger.warning(
@@ -211,7 +230,8 @@ class Embedder(nn.Module):
             for rows in tqdm(batches, desc="encode", unit="batch", disable=not show_progress):
                 features = self.text_tokenizer.collate([items[i] for i in rows])
                 features = {k: v.to(self.device) for k, v in features.items()}
-                out[rows] = self(**features).cpu().numpy()
+                with torch.autocast(self.device.type, dtype=dtype, enabled=use_autocast):
+                    out[rows] = self(**features).cpu().numpy()
         finally:
             self.train(was_training)
         return out
@@ -267,8 +287,13 @@ class Embedder(nn.Module):
         device: torch.device | str | None = None,
         dtype: str | None = None,
         trainable: bool = False,
+        merge_lora: bool | None = None,
     ) -> Embedder:
         """Rebuild a saved model: same backbone, adapters, head and tokenizer, hence the same embeddings.
+
+        A model loaded for inference (`trainable=False`) has its LoRA adapters merged into the weights unless
+        `merge_lora=False` (see `merge_lora`): the same embeddings up to float rounding, at the bare backbone's
+        speed. `trainable=True` keeps the adapters and makes them and the head trainable.
 
         Raises:
             FileNotFoundError: `path` is not a folder written by `Embedder.save`.
@@ -298,18 +323,23 @@ class Embedder(nn.Module):
         if (path / POOLER_FILE).is_file():
             pooler.load_state_dict(load_file(str(path / POOLER_FILE)))
         pooler.requires_grad_(trainable)
-        return cls(backbone, tokenizer, pooler.to(device=device, dtype=torch.float32), config)
+        model = cls(backbone, tokenizer, pooler.to(device=device, dtype=torch.float32), config)
+        if merge_lora if merge_lora is not None else not trainable:
+            model.merge_lora()
+        return model
 
 
 def resolve_model(
     spec: str | Path, *, backbone: str | None = None, dtype: str | None = None, device: str | None = None
 ) -> Embedder:
-    """A saved-model folder, or a design number / name for an untrained model on `backbone` (default smollm2-135m)."""
+    """For inference: a saved-model folder, or a design number / name for an untrained model on `backbone`
+    (default smollm2-135m). LoRA adapters are merged (see `Embedder.merge_lora`)."""
     path = Path(spec)
     if path.is_dir():
         return Embedder.load(path, dtype=dtype, device=device)
     overrides: dict[str, Any] = {} if dtype is None else {"dtype": dtype}
     try:
-        return Embedder.from_design(str(spec), backbone or "smollm2-135m", device=device, **overrides)
+        # untrained: the fresh adapters are a no-op (LoRA B starts at zero), so fold them away for speed
+        return Embedder.from_design(str(spec), backbone or "smollm2-135m", device=device, **overrides).merge_lora()
     except ValueError as exc:
         raise ValueError(f"--model {str(spec)!r} is neither a saved model folder nor a design: {exc}") from exc

@@ -109,7 +109,7 @@ def _evaluate_run(run: RunPlan, tasks: list[str], progress: bool) -> tuple[dict[
     if run.trained:
         model = Embedder.load(run.model_dir, dtype=eval_dtype)
     else:
-        model = Embedder.from_config(merge(run.config, {"model": {"dtype": eval_dtype}}).model)
+        model = Embedder.from_config(merge(run.config, {"model": {"dtype": eval_dtype}}).model).merge_lora()
     start = time.perf_counter()
     results = evaluate(model, tasks, run.eval_dir, batch_size=run.config.eval.batch_size, show_progress=progress,
                        model_name=f"poolattn-{run.key}")
