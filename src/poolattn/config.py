@@ -209,6 +209,9 @@ class TrainConfig:
     overwrite_output_dir: bool = False
     # how often the held-out retrieval check runs (0 = before and after training only)
     eval_steps: int = 0
+    # attention kernel while training (null = model.attn_implementation); on CPU eager's backward is ~1.7x faster
+    # than sdpa's, while sdpa is the faster one for encoding, which keeps model.attn_implementation
+    attn_implementation: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
@@ -225,6 +228,8 @@ class TrainConfig:
             raise ConfigError("train.bf16 and train.fp16 are both set; choose one")
         if isinstance(self.report_to, str):
             self.report_to = [self.report_to]
+        if self.attn_implementation is not None:
+            _check_choice("train", "attn_implementation", self.attn_implementation, ATTN_IMPLEMENTATIONS)
 
 
 # -------------------------------------------------------------------------------------- evaluation, study

@@ -197,3 +197,20 @@ def test_cli_reports_a_bad_record_without_a_traceback(tiny_llama, tmp_path, caps
                  "--output_dir", str(tmp_path / "o"), "--max_steps", "1"])
     err = capsys.readouterr().err
     assert code == 2 and "bad.jsonl:2: field 'positive' is empty" in err and "Traceback" not in err
+
+
+def test_training_attention_kernel_applies_to_training_only(tiny_llama, tmp_path, monkeypatch):
+    from poolattn.losses import ContrastiveStep
+
+    seen = []
+    original = ContrastiveStep.__call__
+
+    def spy(self, model, batch, **kwargs):
+        seen.append(model.backbone.get_base_model().config._attn_implementation)
+        return original(self, model, batch, **kwargs)
+
+    monkeypatch.setattr(ContrastiveStep, "__call__", spy)
+    train(_config(tiny_llama, tmp_path, max_steps=2, attn_implementation="eager"))
+    assert seen == ["eager", "eager"]
+    loaded = Embedder.load(tmp_path / "run", device="cpu")
+    assert loaded.backbone.config._attn_implementation == "sdpa"

@@ -58,6 +58,7 @@ FLAGS: dict[str, tuple[str, Any, str]] = {
     "--dataloader_num_workers": ("train.dataloader_num_workers", int, "tokenisation workers"),
     "--deepspeed": ("train.deepspeed", str, "DeepSpeed JSON config (or use accelerate's config)"),
     "--eval_steps": ("train.eval_steps", int, "held-out check every N steps (0: before and after only)"),
+    "--train_attn_implementation": ("train.attn_implementation", str, "attention kernel for training only"),
 }
 SWITCHES: dict[str, tuple[str, str]] = {
     "--bf16": ("train.bf16", "bfloat16 autocast"),

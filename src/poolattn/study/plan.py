@@ -140,7 +140,7 @@ def describe(plan: StudyPlan) -> str:
     train = c.train
     for name in ("learning_rate", "max_steps", "num_train_epochs", "per_device_train_batch_size",
                  "gradient_accumulation_steps", "warmup_steps", "lr_scheduler_type", "weight_decay", "max_grad_norm",
-                 "bf16", "fp16", "seed", "save_steps", "save_total_limit", "logging_steps"):
+                 "bf16", "fp16", "attn_implementation", "seed", "save_steps", "save_total_limit", "logging_steps"):
         lines.append(f"  {name}={getattr(train, name)}")
     lines += [f"  contrastive batch per step = {train.per_device_train_batch_size * train.gradient_accumulation_steps}"
               " x processes", "evaluation:", f"  batch_size={c.eval.batch_size} dtype={c.eval.dtype}"]

@@ -152,6 +152,8 @@ def train(config: Config, *, callbacks: list | None = None) -> TrainResult:
     args = to_training_arguments(config)
     dataset, held = split_holdout(load_training_data(config), config.data.holdout, config.data.max_records)
     model = Embedder.from_config(config.model, device=args.device)
+    if config.train.attn_implementation and config.train.attn_implementation != config.model.attn_implementation:
+        model.backbone.get_base_model().set_attn_implementation(config.train.attn_implementation)
     counts = model.parameter_counts()
     world = args.world_size
     contrastive = (config.train.per_device_train_batch_size if config.loss.contrastive_batch == "per_device"
