@@ -19,7 +19,7 @@ from poolattn.databuild.keys import TRAINING_SOURCES, split_key
 RESOURCES = Path(__file__).resolve().parents[2] / "src" / "poolattn" / "resources"
 SUITE = RESOURCES / "suite"
 TRIPLES = RESOURCES / "train" / "triples.jsonl.gz"
-MAX_CHARS, MAX_TEXTS, MAX_TOKENS = 600, 1500, 60_000
+MAX_CHARS, MAX_TEXTS, MAX_TOKENS = 600, 1200, 30_000
 EXPECTED_MAIN_SCORE = {"retrieval": "ndcg_at_10", "classification": "accuracy", "clustering": "v_measure",
                        "pair_classification": "max_ap", "reranking": "map_at_1000", "sts": "cosine_spearman"}
 RECORD_KEYS = ["id", "query", "positive", "negative", "instruction", "source"]

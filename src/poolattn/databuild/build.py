@@ -106,7 +106,7 @@ def make_tasks(loaded: dict[str, Loaded[Any]], held_out: dict[str, list[Any]]) -
             loaded["rotten_tomatoes"], "PoolattnRottenTomatoesClassification",
             "Rotten Tomatoes review snippets, fresh (positive) or rotten (negative); balanced train and test.",
             "Classify the sentiment of the movie review snippet as fresh (positive) or rotten (negative)",
-            per_label_test=250))
+            per_label_test=150))
     if "word_similarity" in loaded:
         tasks.append(suite.word_similarity_sts(
             loaded["word_similarity"], "simlex999", "PoolattnSimLex999WordSimilarity",

@@ -25,8 +25,10 @@ from poolattn.databuild.text import approx_tokens, ranked, truncate
 
 logger = logging.getLogger(__name__)
 
-MAX_TEXTS = 1500
-MAX_TOKENS = 60_000
+MAX_TEXTS = 1200
+MAX_TOKENS = 30_000
+# retrieval documents are cut to this many characters: instruction-free, but most of a retrieval task's tokens
+DOC_CHARS = 300
 MAIN_SCORES = {
     "retrieval": "ndcg_at_10",
     "reranking": "map_at_1000",
@@ -124,8 +126,8 @@ def _per_label(items: Sequence[Any], label: Callable[[Any], str], n: int) -> tup
 
 
 # ---- training sources (evaluation side only) ----------------------------------------------------------
-def debian_retrieval(packages: Sequence[DebianPackage], license: str, n_queries: int = 150,
-                     distractors: int = 3) -> Task:
+def debian_retrieval(packages: Sequence[DebianPackage], license: str, n_queries: int = 100,
+                     distractors: int = 2) -> Task:
     """Synopsis -> long description among descriptions of the same sections."""
     order = ranked(packages, key=record_id, salt="task:debian")
     queries = order[:n_queries]
@@ -138,17 +140,18 @@ def debian_retrieval(packages: Sequence[DebianPackage], license: str, n_queries:
         need[q.section] += distractors
     docs = list(queries) + [p for section, n in sorted(need.items()) for p in pool[section][:n] if p.name not in chosen]
     payload = _retrieval({f"q-{record_id(p)}": p.synopsis for p in queries},
-                         {f"d-{record_id(p)}": p.description for p in docs},
+                         {f"d-{record_id(p)}": truncate(p.description, DOC_CHARS) for p in docs},
                          {f"q-{record_id(p)}": f"d-{record_id(p)}" for p in queries})
     return Task("PoolattnDebianSynopsisRetrieval", "retrieval",
-                "Debian bookworm package synopsis -> the package's long description; the corpus adds "
-                f"{distractors} descriptions from the same archive section per query.",
+                "Debian bookworm package synopsis -> the package's long description (first "
+                f"{DOC_CHARS} characters); the corpus adds {distractors} descriptions from the same archive section "
+                "per query.",
                 "Given a Debian package synopsis, retrieve the package's full description",
                 "debian", license, payload, {split_key(record_id(p)) for p in docs})
 
 
-def bible_retrieval(verses: Sequence[VersePair], license: str, n_queries: int = 160, window: int = 1,
-                    similar: int = 3) -> Task:
+def bible_retrieval(verses: Sequence[VersePair], license: str, n_queries: int = 100, window: int = 1,
+                    similar: int = 2) -> Task:
     """KJV verse -> the same verse in the WEB, among its neighbours and the verses worded most like it."""
     verses = sorted(verses, key=record_id)  # TF-IDF ties break by position: make it order-independent
     by_ref = {v.ref: v for v in verses}
@@ -173,7 +176,7 @@ def bible_retrieval(verses: Sequence[VersePair], license: str, n_queries: int = 
                 "bible", license, payload, {split_key(record_id(v)) for v in docs.values()})
 
 
-def foldoc_retrieval(terms: Sequence[Term], license: str, n_queries: int = 150, distractors: int = 3) -> Task:
+def foldoc_retrieval(terms: Sequence[Term], license: str, n_queries: int = 100, distractors: int = 2) -> Task:
     """Computing term -> its FOLDOC definition, among definitions of terms of the same category."""
     order = ranked([t for t in terms if t.category], key=record_id, salt="task:foldoc")
     queries = order[:n_queries]
@@ -185,16 +188,16 @@ def foldoc_retrieval(terms: Sequence[Term], license: str, n_queries: int = 150, 
         need[q.category] += distractors
     docs = list(queries) + [t for category, n in sorted(need.items()) for t in pool[category][:n]]
     payload = _retrieval({f"q-{record_id(t)}": t.headword for t in queries},
-                         {f"d-{record_id(t)}": t.definition for t in docs},
+                         {f"d-{record_id(t)}": truncate(t.definition, DOC_CHARS) for t in docs},
                          {f"q-{record_id(t)}": f"d-{record_id(t)}" for t in queries})
     return Task("PoolattnFoldocTermRetrieval", "retrieval",
-                "FOLDOC computing term -> its definition; the corpus adds "
+                f"FOLDOC computing term -> its definition (first {DOC_CHARS} characters); the corpus adds "
                 f"{distractors} definitions of the same FOLDOC category per query.",
                 "Given a computing term, retrieve its definition from a computing dictionary",
                 "foldoc", license, payload, {split_key(record_id(t)) for t in docs})
 
 
-def wordnet_reranking(synsets: Sequence[Synset], license: str, n_queries: int = 150, negatives: int = 7) -> Task:
+def wordnet_reranking(synsets: Sequence[Synset], license: str, n_queries: int = 100, negatives: int = 7) -> Task:
     """Lemmas -> definition, reranked against the definitions of sibling senses (same hypernym)."""
     children: dict[str, list[Synset]] = defaultdict(list)
     for s in synsets:
@@ -217,7 +220,7 @@ def wordnet_reranking(synsets: Sequence[Synset], license: str, n_queries: int = 
                 "wordnet", license, {"test": rows}, used)
 
 
-def wordnet_supersense_clustering(synsets: Sequence[Synset], license: str, per_label: int = 40) -> Task:
+def wordnet_supersense_clustering(synsets: Sequence[Synset], license: str, per_label: int = 25) -> Task:
     """Noun definitions clustered by WordNet lexicographer file (supersense)."""
     nouns = [s for s in ranked(synsets, key=record_id, salt="task:wordnet-cluster") if s.id.startswith("n:")]
     sizes: dict[str, int] = defaultdict(int)
@@ -232,7 +235,7 @@ def wordnet_supersense_clustering(synsets: Sequence[Synset], license: str, per_l
                 {split_key(record_id(s)) for s in chosen})
 
 
-def bible_pair_classification(verses: Sequence[VersePair], license: str, n_pairs: int = 500,
+def bible_pair_classification(verses: Sequence[VersePair], license: str, n_pairs: int = 240,
                               exclude: set[str] = frozenset()) -> Task:
     """(KJV verse, WEB verse): the same verse (1) or the other held-out verse worded most like it (0)."""
     verses = sorted(verses, key=record_id)
@@ -268,8 +271,8 @@ def trec_classification(loaded: Loaded[Any], per_label: int = 16, n_test: int = 
                  "test": _labelled(test, lambda q: q.text, lambda q: q.coarse)})
 
 
-def newsgroups_tasks(loaded: Loaded[Any], max_chars: int = 400, train_per_label: int = 8,
-                     test_per_label: int = 15, cluster_per_label: int = 25) -> list[Task]:
+def newsgroups_tasks(loaded: Loaded[Any], max_chars: int = 300, train_per_label: int = 8,
+                     test_per_label: int = 10, cluster_per_label: int = 15) -> list[Task]:
     """Classification (official train/test files) and clustering (other test-file posts)."""
     license = loaded.provenance[0].license
     order = ranked(loaded.items, key=lambda p: p.id, salt="task:20ng")
@@ -295,7 +298,7 @@ def newsgroups_tasks(loaded: Loaded[Any], max_chars: int = 400, train_per_label:
 
 
 def binary_classification(loaded: Loaded[Any], name: str, description: str, instruction: str,
-                          per_label_train: int = 16, per_label_test: int = 200) -> Task:
+                          per_label_train: int = 16, per_label_test: int = 150) -> Task:
     """A balanced two-label task (train and test drawn per label, disjoint)."""
     order = ranked(loaded.items, key=lambda x: x.text, salt=f"task:{loaded.name}")
     train, rest = _per_label(order, lambda x: x.label, per_label_train)
