@@ -119,6 +119,23 @@ def test_parameter_counts_separate_lora_and_head(tiny_llama):
     assert eos["backbone_frozen"] > 0
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_lora_layers_restrict_the_adapters(tiny_dirs, family, tmp_path):
+    """`lora.layers=[-1]` adapts the last layer only, on every family, and survives save/load."""
+    from poolattn.config import LoraConfig
+
+    model = _embedder(tiny_dirs[family], 1, lora=LoraConfig(r=4, alpha=8, layers=[-1]))
+    adapted = {name for name, _ in model.backbone.named_parameters() if "lora_" in name}
+    last = model.backbone.config.num_hidden_layers - 1
+    assert adapted and all(f"layers.{last}." in name for name in adapted), sorted(adapted)
+    everywhere = _embedder(tiny_dirs[family], 1, lora=LoraConfig(r=4, alpha=8))
+    assert everywhere.parameter_counts()["lora"] == model.backbone.config.num_hidden_layers * \
+        model.parameter_counts()["lora"]
+    _perturb_lora(model)
+    model.save(tmp_path / "m")
+    np.testing.assert_allclose(Embedder.load(tmp_path / "m").encode(TEXTS), model.encode(TEXTS), atol=1e-5)
+
+
 def test_from_design_is_seeded(tiny_llama):
     a = _embedder(tiny_llama, 2).encode(TEXTS[:2])
     b = _embedder(tiny_llama, 2).encode(TEXTS[:2])

@@ -81,8 +81,8 @@ class PoolingConfig:
 class LoraConfig:
     """LoRA adapters (peft). Defaults are the paper's: r 16, alpha 32, dropout 0.1 on all seven projections.
 
-    `layers` restricts LoRA to some transformer layers (0-based, negatives count from the end), so the
-    frozen layers below the lowest adapted one can be computed once and cached.
+    `layers` restricts LoRA to some transformer layers (0-based, negatives count from the end): backpropagation
+    then stops at the lowest adapted layer, which makes a training step cheaper.
     """
 
     enabled: bool = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from pathlib import Path
 
@@ -80,18 +81,30 @@ def lora_layer_indices(layers: list[int] | None, num_layers: int) -> list[int] |
     return out
 
 
+def lora_targets(lora: LoraConfig, num_layers: int) -> list[str] | str:
+    """peft's `target_modules`: the module names, or with `lora.layers` one regex over full module paths.
+
+    peft's own `layers_to_transform` expects a prefix before the layer list (`model.layers.3.`) and finds no
+    module in a bare decoder (`layers.3.`), so the layer restriction is written into the pattern instead.
+    """
+    indices = lora_layer_indices(lora.layers, num_layers)
+    if indices is None:
+        return list(lora.target_modules)
+    layers = "|".join(map(str, indices))
+    names = "|".join(re.escape(name) for name in lora.target_modules)
+    return rf"(.*\.)?layers\.({layers})\.(.*\.)?({names})"
+
+
 def add_lora(model: nn.Module, lora: LoraConfig) -> nn.Module:
     """Wrap `model` with fresh LoRA adapters (peft); the base weights are frozen."""
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
 
-    num_layers = model.config.num_hidden_layers
     peft_config = PeftLoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
-        target_modules=list(lora.target_modules),
-        layers_to_transform=lora_layer_indices(lora.layers, num_layers),
+        target_modules=lora_targets(lora, model.config.num_hidden_layers),
         bias="none",
     )
     with warnings.catch_warnings():
