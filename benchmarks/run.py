@@ -205,7 +205,7 @@ def encode_speed_vs_st(bench: Bench) -> None:
     s, b, r = bench.settings, bench.backbone, bench.report
     model = build_embedder(b, 1, max_length=s.encode_max_length, attn=b.encode_attn, lora=False)
     st = build_st(b, max_length=s.encode_max_length, attn=b.encode_attn, lora=False).eval()
-    # what `Embedder.load` gives for a trained model: the same backbone with (unmerged) LoRA adapters
+    # a model still in training (unmerged LoRA adapters); `Embedder.load` merges them, which is what this measures
     adapted = build_embedder(b, 1, max_length=s.encode_max_length, attn=b.encode_attn, lora=True)
     texts = encode_texts(s.encode_count, model.tokenizer, max_length=s.encode_max_length)
     st_texts = [t + st.tokenizer.eos_token for t in texts]

@@ -4,7 +4,8 @@ Scoring stays inside mteb (retrieval metrics, logistic-regression probes, k-mean
 mean what MTEB's mean. We only drive it: one task at a time, with no result cache (a rerun always recomputes),
 mteb's own result file per task kept under `output_dir/mteb/`, and a flat summary in `output_dir/results.json`:
 
-    {task: {"main_score": float, "category": str, "scores": {metric: value}, "evaluation_seconds": float}}
+    {task: {"main_score": float, "main_score_name": str, "category": str, "scores": {metric: value},
+            "evaluation_seconds": float}}
 
 results.json is rewritten after every task, so an interrupted run keeps what it finished.
 """
@@ -164,6 +165,7 @@ def _evaluate_task(
     main, scores = _flat_scores(task_result, task.eval_splits)
     results[name] = {
         "main_score": main,
+        "main_score_name": task.metadata.main_score,
         "category": task_category(task),
         "scores": scores,
         "evaluation_seconds": round(seconds, 3),
