@@ -22,7 +22,7 @@ study: setup
 	$(BIN)/poolattn study --config configs/demo.yaml
 
 test-fast: setup
-	$(BIN)/ruff check --select F,E9 src tests benchmarks
+	$(BIN)/ruff check --select F,E9 src tests benchmarks scripts
 	$(BIN)/python -m pytest -m "not slow" -q
 
 test-slow: setup
