@@ -11,7 +11,6 @@ Why these choices:
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import statistics
@@ -139,10 +138,6 @@ def alternate(
 
 def median(values: list[float]) -> float:
     return float(statistics.median(values))
-
-
-def finite_positive(value: float) -> bool:
-    return math.isfinite(value) and value > 0
 
 
 # ------------------------------------------------------------------------------------------------ memory
