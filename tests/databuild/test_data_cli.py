@@ -53,9 +53,12 @@ def test_check_reports_missing_and_extra_files(tmp_path):
 def test_card_keeps_a_filled_baselines_section_and_check_ignores_it(tmp_path):
     copy = _copy_artifacts(tmp_path / "copy")
     path = copy / "DATA_CARD.md"
-    filled = path.read_text().replace(card.BASELINES_PLACEHOLDER.split("\n", 2)[2].strip(),
-                                      "| model | mean |\n| --- | --- |\n| minilm | 0.61 |")
-    assert "minilm" in filled
+    committed = path.read_text()
+    start = committed.index(card.BASELINES)
+    end = committed.find("\n## ", start + 1)  # the section runs to the next one or to the end
+    section = f"{card.BASELINES}\n\n| model | mean |\n| --- | --- |\n| minilm | 0.61 |\n\n"
+    filled = committed[:start] + section + (committed[end + 1:] if end != -1 else "")
+    assert filled != committed and "| minilm | 0.61 |" in filled
     path.write_text(filled)
     assert check(RESOURCES, copy) == []
     summary = json.loads((copy / "build_summary.json").read_text())
