@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
+
 import pytest
 
 from poolattn.evaluation.baselines import RandomEncoder, load_baseline
@@ -50,3 +52,27 @@ def test_random_control_stays_near_chance_on_retrieval(results):
     for name, result in results["random"].items():
         if result["category"] == "retrieval":
             assert result["main_score"] < 0.1, name
+
+
+def card_baselines() -> dict[str, dict[str, float]]:
+    """{column name: {task: score}} from the data card's per-task Baselines table (written by scripts/baselines.py)."""
+    card = files("poolattn").joinpath("resources", "DATA_CARD.md").read_text(encoding="utf-8")
+    section = card.split("## Baselines", 1)[1]
+    first_table = section[section.index("| task |"):].split("\n\n", 1)[0]
+    header, _rule, *rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in first_table.splitlines()]
+    assert header[:3] == ["task", "category", "metric"], header
+    table: dict[str, dict[str, float]] = {name: {} for name in header[3:]}
+    for cells in rows:
+        for name, cell in zip(header[3:], cells[3:], strict=True):
+            table[name][cells[0]] = float(cell)
+    return table
+
+
+def test_the_data_cards_baseline_table_reproduces(results, suite_names):
+    """The recorded MiniLM and random-control scores are what the suite gives now, to 1e-4 (the table keeps 4
+    decimals, so a rerun may differ by the 5e-5 of rounding and no more)."""
+    table = card_baselines()
+    for column, label in (("all-MiniLM-L6-v2", "minilm"), ("random control", "random")):
+        assert sorted(table[column]) == sorted(suite_names), column
+        for name, recorded in table[column].items():
+            assert abs(results[label][name]["main_score"] - recorded) <= 1e-4, (column, name, recorded)
