@@ -54,11 +54,10 @@ def test_card_keeps_a_filled_baselines_section_and_check_ignores_it(tmp_path):
     copy = _copy_artifacts(tmp_path / "copy")
     path = copy / "DATA_CARD.md"
     committed = path.read_text()
-    start = committed.index(card.BASELINES)
-    end = committed.find("\n## ", start + 1)  # the section runs to the next one or to the end
-    section = f"{card.BASELINES}\n\n| model | mean |\n| --- | --- |\n| minilm | 0.61 |\n\n"
-    filled = committed[:start] + section + (committed[end + 1:] if end != -1 else "")
-    assert filled != committed and "| minilm | 0.61 |" in filled
+    section = f"{card.BASELINES}\n\n| model | mean |\n| --- | --- |\n| minilm | 0.61 |\n"
+    filled = card.with_baselines(committed, section + "\n")  # trailing blank lines are trimmed to one newline
+    assert filled != committed and filled.endswith(section)
+    assert card.without_baselines(filled) == card.without_baselines(committed)
     path.write_text(filled)
     assert check(RESOURCES, copy) == []
     summary = json.loads((copy / "build_summary.json").read_text())
@@ -91,3 +90,13 @@ def test_cli_parses_build_flags_and_check_exit_codes(tmp_path, monkeypatch, caps
 def test_build_rejects_unknown_sources(tmp_path):
     with pytest.raises(ValueError, match="unknown source"):
         build_data(tmp_path, tmp_path, sources=["msmarco"])
+
+
+def test_with_baselines_replaces_only_that_section_and_names_bad_input():
+    text = "# Card\n\n## Baselines\n\nold\n\n## Later\n\nkept \\1\n"
+    section = "## Baselines\n\n| a \\1 | b |\n\n"
+    assert card.with_baselines(text, section) == "# Card\n\n## Baselines\n\n| a \\1 | b |\n\n## Later\n\nkept \\1\n"
+    with pytest.raises(ValueError, match="starts with '## Baselines' on its own line"):
+        card.with_baselines(text, "| a | b |\n")
+    with pytest.raises(ValueError, match="has no '## Baselines' section"):
+        card.with_baselines("# Card\n", section)

@@ -6,6 +6,7 @@ from importlib.resources import files
 
 import pytest
 
+from poolattn.databuild.card import BASELINES
 from poolattn.evaluation.baselines import RandomEncoder, load_baseline
 from poolattn.evaluation.run import evaluate
 from poolattn.evaluation.tasks import default_suite_dir, read_manifest
@@ -57,7 +58,7 @@ def test_random_control_stays_near_chance_on_retrieval(results):
 def card_baselines() -> dict[str, dict[str, float]]:
     """{column name: {task: score}} from the data card's per-task Baselines table (written by scripts/baselines.py)."""
     card = files("poolattn").joinpath("resources", "DATA_CARD.md").read_text(encoding="utf-8")
-    section = card.split("## Baselines", 1)[1]
+    section = card.split(BASELINES, 1)[1]
     first_table = section[section.index("| task |"):].split("\n\n", 1)[0]
     header, _rule, *rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in first_table.splitlines()]
     assert header[:3] == ["task", "category", "metric"], header

@@ -69,17 +69,29 @@ lowercased with punctuation removed by their preparer; Reuters is not used.
 """
 
 
+_BASELINES_SECTION = re.compile(rf"^{re.escape(BASELINES)}\n.*?(?=^## |\Z)", flags=re.S | re.M)
+"""The Baselines heading and everything up to the next section or the end of the card."""
+
+
 def without_baselines(text: str) -> str:
     """The card with its Baselines section removed (what `check` compares)."""
-    return re.sub(rf"{re.escape(BASELINES)}\n.*?(?=^## |\Z)", "", text, flags=re.S | re.M)
+    return _BASELINES_SECTION.sub("", text)
+
+
+def with_baselines(text: str, section: str) -> str:
+    """The card with its Baselines section replaced by `section` (which starts with the heading), as a
+    rebuild would render it: one newline after the section, and a blank line before any section after it."""
+    if not section.startswith(BASELINES + "\n"):
+        raise ValueError(f"a Baselines section starts with {BASELINES!r} on its own line, got {section[:40]!r}")
+    if not _BASELINES_SECTION.search(text):
+        raise ValueError(f"the card has no {BASELINES!r} section to replace")
+    body = section.rstrip("\n") + "\n"
+    return _BASELINES_SECTION.sub(lambda m: body + ("\n" if m.end() < len(text) else ""), text, count=1)
 
 
 def _baselines(previous: str | None) -> str:
-    if previous:
-        match = re.search(rf"^{re.escape(BASELINES)}\n.*?(?=^## |\Z)", previous, flags=re.S | re.M)
-        if match:
-            return match.group(0).rstrip("\n") + "\n"
-    return BASELINES_PLACEHOLDER
+    match = _BASELINES_SECTION.search(previous) if previous else None
+    return match.group(0).rstrip("\n") + "\n" if match else BASELINES_PLACEHOLDER
 
 
 def _sources_table(summary: dict[str, Any]) -> list[str]:
