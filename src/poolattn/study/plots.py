@@ -128,6 +128,56 @@ def plot_deltas(stats: dict[str, Any], path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def plot_delta_intervals(analysis, stats: dict[str, Any], path: Path) -> Path | None:
+    """Each design's category delta vs the reference with its bootstrap interval as an error bar; '*': Holm p < alpha.
+
+    `analysis` is a `StudyAnalysis` (analysis.py). Designs with several seeds are one bar each (all seeds
+    together). Returns None when nothing was compared.
+    """
+    from poolattn.study.analysis import significant
+
+    groups = [g for g, cells in analysis.comparisons.items() if any(cells.values())]
+    if analysis.reference is None or not groups:
+        return None
+    colors = run_colors(stats)
+    categories = list(stats["categories"])
+    fig = _figure(max(8.0, 1.3 * len(categories) + 2.5), 4.6)
+    ax = fig.add_subplot()
+    width = 0.8 / len(groups)
+    x = np.arange(len(categories))
+    span = max((max(abs(c.ci95[0]), abs(c.ci95[1])) for g in groups for c in analysis.comparisons[g].values() if c),
+               default=0.0) or 0.01
+    for i, group in enumerate(groups):
+        color = colors.get(analysis.groups[group].runs[0], PALETTE[i % len(PALETTE)])
+        for j, category in enumerate(categories):
+            cell = analysis.comparisons[group].get(category)
+            if cell is None:
+                continue
+            pos = x[j] - 0.4 + width * (i + 0.5)
+            err = [[cell.delta - cell.ci95[0]], [cell.ci95[1] - cell.delta]]
+            ax.bar(pos, cell.delta, width * 0.92, color=color, alpha=1.0 if cell.excludes_zero else 0.45)
+            ax.errorbar(pos, cell.delta, yerr=err, color="#1f2328", linewidth=1.0, capsize=2.5)
+            if significant(cell):
+                top = cell.ci95[1] if cell.delta >= 0 else cell.ci95[0]
+                offset = 0.03 * span if cell.delta >= 0 else -0.03 * span
+                ax.text(pos, top + offset, "*", ha="center", va="bottom" if offset > 0 else "top", fontsize=14,
+                        fontweight="bold")
+    ax.axhline(0, color="#374151", linewidth=0.9)
+    ax.set_xticks(x, [stats["categories"][c]["title"] for c in categories])
+    ax.set_ylim(-span * 1.25, span * 1.25)
+    ax.set_ylabel("Δ mean main score")
+    ax.set_title(f"Change against {analysis.groups[analysis.reference].label}: 95% bootstrap intervals "
+                 f"(* Holm p < {stats['alpha']}; pale: interval contains 0)")
+    _style(ax)
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=colors.get(analysis.groups[g].runs[0], PALETTE[i % len(PALETTE)]),
+                     label=analysis.groups[g].label) for i, g in enumerate(groups)]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=min(len(groups), 4),
+              frameon=False, fontsize=9)
+    return _save(fig, path)
+
+
 def _smooth(values: np.ndarray) -> np.ndarray:
     """Exponential moving average, light enough to keep the trend's shape (span ~ 1/10 of the curve)."""
     if len(values) < 5:

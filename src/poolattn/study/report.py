@@ -6,6 +6,7 @@ numbers all come from `stats.compare`; this module only arranges and formats the
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import re
@@ -13,7 +14,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from poolattn.study import plots
+from poolattn.evaluation.items import ITEMS_DIR
+from poolattn.study import evidence, plots
+from poolattn.study.analysis import StudyAnalysis, analyse
 from poolattn.study.render import (
     Block,
     Bullets,
@@ -35,6 +38,7 @@ from poolattn.study.stats import (
     compare,
     load_results,
     paper_agreement,
+    run_order,
 )
 
 logger = logging.getLogger(__name__)
@@ -505,34 +509,70 @@ def _training(results: dict[str, Any], stats: dict[str, Any], figures: dict[str,
     return blocks
 
 
-def build_report(results: dict[str, Any], stats: dict[str, Any], figures: dict[str, Path]) -> list[Block]:
+def _with_marks(stats: dict[str, Any], analysis: StudyAnalysis | None) -> dict[str, Any]:
+    """A copy of `stats` whose run labels carry the undertrained mark, so every table shows it."""
+    if analysis is None:
+        return stats
+    marked = copy.deepcopy(stats)
+    for key, conv in analysis.convergence.items():
+        if conv is not None and conv.still_falling and key in marked["runs"]:
+            marked["runs"][key]["label"] += evidence.UNDERTRAINED_MARK
+    return marked
+
+
+def build_report(results: dict[str, Any], stats: dict[str, Any], figures: dict[str, Path],
+                 analysis: StudyAnalysis | None = None) -> list[Block]:
     """The whole report as blocks, in reading order."""
     name = (results.get("study") or {}).get("name") or "study"
+    stats = _with_marks(stats, analysis)
+    categories = {c: cat["tasks"] for c, cat in stats["categories"].items()}
+    interval_figures = {k: v for k, v in figures.items() if k == "deltas" and analysis is not None}
     blocks: list[Block] = [Heading(f"Pooling and attention study: {name}", 1)]
     blocks += _summary(results, stats)
     blocks += _overall(stats, figures)
-    blocks += _categories(results, stats, figures)
+    if analysis is not None:
+        blocks += evidence.intervals_section(analysis, categories, interval_figures)
+        blocks += evidence.seeds_section(analysis, categories)
+    category_figures = {k: v for k, v in figures.items() if k not in interval_figures}
+    blocks += _categories(results, stats, category_figures)
     blocks += _paper_blocks(stats)
+    if analysis is not None:
+        blocks += evidence.verdict_section(analysis)
     blocks += _differences(results, stats)
     blocks += _training(results, stats, figures)
+    if analysis is not None:
+        blocks += evidence.convergence_section(analysis, {k: r["label"] for k, r in stats["runs"].items()})
     return blocks
 
 
-def write_report(results: dict[str, Any] | str | Path, out_dir: str | Path, *, reference: str = "1") -> dict[str, Path]:
+def write_report(results: dict[str, Any] | str | Path, out_dir: str | Path, *, reference: str = "1",
+                 items_dir: str | Path | None = None, analysis: StudyAnalysis | None = None) -> dict[str, Path]:
     """Write report.md, report.html, the PNG plots and stats.json into `out_dir`; return {name: path}.
 
     Names: 'markdown', 'html', 'stats' and one per figure written ('category_scores', 'deltas', 'training_loss';
-    the last two are skipped when there is no reference or no loss history).
+    the last two are skipped when there is no reference or no loss history). The intervals, seeds, convergence and
+    verdict sections come from `analysis` (computed here from the items under `items_dir`, by default the `items`
+    folder beside a results.json path, when not given); stats.json holds it under "analysis".
     """
+    if items_dir is None and isinstance(results, (str, Path)):
+        items_dir = Path(results).parent / ITEMS_DIR
     results = load_results(results)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stats = compare(results, reference)
+    # the per-run tables compare runs; with several seeds the reference design's first run stands for it there
+    reference_run = reference if reference in results["runs"] else next(
+        (k for k in run_order(results["runs"]) if results["runs"][k].get("group") == reference), reference)
+    stats = compare(results, reference_run)
+    if analysis is None:
+        analysis = analyse(results, items_dir, reference=reference)
     paths: dict[str, Path] = {"stats": out / STATS_JSON}
-    paths["stats"].write_text(json.dumps(stats, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    paths["stats"].write_text(json.dumps({**stats, "analysis": analysis.to_json()}, indent=2, allow_nan=False) + "\n",
+                              encoding="utf-8")
 
     figures: dict[str, Path] = {"category_scores": plots.plot_category_scores(stats, out / FIGURES["category_scores"])}
-    deltas = plots.plot_deltas(stats, out / FIGURES["deltas"])
+    has_intervals = any(c for cells in analysis.comparisons.values() for c in cells.values())
+    deltas = (plots.plot_delta_intervals(analysis, stats, out / FIGURES["deltas"]) if has_intervals
+              else plots.plot_deltas(stats, out / FIGURES["deltas"]))
     if deltas is not None:
         figures["deltas"] = deltas
     loss_name = _get((results.get("study") or {}).get("config") or {}, "loss.name", "loss")
@@ -541,7 +581,7 @@ def write_report(results: dict[str, Any] | str | Path, out_dir: str | Path, *, r
         figures["training_loss"] = loss
     paths.update(figures)
 
-    blocks = build_report(results, stats, figures)
+    blocks = build_report(results, stats, figures, analysis if has_intervals or analysis.verdicts else None)
     study = results.get("study") or {}
     paths["markdown"] = out / REPORT_MD
     paths["markdown"].write_text(render_markdown(blocks), encoding="utf-8")
