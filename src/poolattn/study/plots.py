@@ -166,8 +166,8 @@ def plot_delta_intervals(analysis, stats: dict[str, Any], path: Path) -> Path | 
     ax.set_xticks(x, [stats["categories"][c]["title"] for c in categories])
     ax.set_ylim(-span * 1.25, span * 1.25)
     ax.set_ylabel("Δ mean main score")
-    ax.set_title(f"Change against {analysis.groups[analysis.reference].label}: 95% bootstrap intervals "
-                 f"(* Holm p < {stats['alpha']}; pale: interval contains 0)")
+    ax.set_title(f"Δ vs {analysis.groups[analysis.reference].label}, 95% bootstrap intervals "
+                 f"(* Holm p < {stats['alpha']}; pale: contains 0)", fontsize=10)
     _style(ax)
     from matplotlib.patches import Patch
 
