@@ -160,3 +160,14 @@ def test_alignment_reorders_items_and_refuses_other_items():
     assert flipped.score(np.array([[0, 0, 1]])) == pytest.approx([(0.9 + 0.9 + 0.5) / 3])
     with pytest.raises(ValueError, match="items differ"):
         task.aligned_to(("a", "b", "d"))
+
+
+@pytest.mark.slow
+def test_the_shipped_suite_saves_items_that_recompute_every_main_score(tmp_path):
+    """The real offline suite (5-draw classification, 600-document clustering, reranking), bag-of-words encoder."""
+    results = evaluate(HashingEncoder(), ["suite"], tmp_path, show_progress=False)
+    loaded = load_run_items(tmp_path / "items")
+    assert set(loaded) == set(results) and len(results) >= 13
+    for name, result in results.items():
+        tolerance = MTEB_ROUNDING if result["category"] in ("retrieval", "reranking") else 1e-12
+        assert loaded[name].score() == pytest.approx(result["main_score"], abs=tolerance), name

@@ -132,3 +132,16 @@ def test_with_holm_adjusts_across_designs_and_categories():
     adjusted = with_holm(cells)
     assert adjusted["2"]["retrieval"].p_holm == pytest.approx(2 * 2 / (B + 1))
     assert adjusted["3"]["retrieval"].p_holm == 1.0 and adjusted["2"]["sts"] is None
+
+
+def test_replicates_with_an_undefined_metric_are_dropped_up_to_a_limit():
+    """Predictions with 3 distinct values: some resamples are constant, Spearman is undefined there."""
+    gold = np.arange(30, dtype=float)
+    rare = np.zeros(30)
+    rare[0] = 1.0  # a resample leaves out item 0 with chance (29/30)^30 = 36%: mostly undefined
+    common = np.tile([0.0, 1.0, 2.0], 10)  # constant resamples essentially never happen
+    ok = PairedBootstrap({"1": [{"S": _sts(gold, common)}], "2": [{"S": _sts(gold, common + gold / 100)}]},
+                         n_boot=B).compare("2", "1", ["S"])
+    assert ok is not None and ok.n_replicates == B
+    assert PairedBootstrap({"1": [{"S": _sts(gold, common)}], "2": [{"S": _sts(gold, rare)}]},
+                           n_boot=B).compare("2", "1", ["S"]) is None

@@ -33,6 +33,8 @@ N_BOOTSTRAP = 2000
 
 BOOTSTRAP_SEED = 0
 CONFIDENCE = 0.95
+MAX_UNDEFINED = 0.05
+"""Largest share of replicates whose metric may be undefined (NaN) before a comparison gives no interval."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class Comparison:
     n_seeds: int
     """Seeds of the design (the reference's are in `n_reference_seeds`)."""
     n_reference_seeds: int
+    n_replicates: int = N_BOOTSTRAP
+    """Replicates the interval rests on (those where the metric was defined)."""
     p_holm: float | None = None
 
     @property
@@ -56,7 +60,7 @@ class Comparison:
     def to_json(self) -> dict[str, object]:
         return {"delta": self.delta, "ci95": list(self.ci95), "p": self.p, "p_holm": self.p_holm,
                 "n_items": self.n_items, "n_tasks": self.n_tasks, "n_seeds": self.n_seeds,
-                "n_reference_seeds": self.n_reference_seeds}
+                "n_reference_seeds": self.n_reference_seeds, "n_replicates": self.n_replicates}
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
@@ -151,11 +155,15 @@ class PairedBootstrap:
             replicates.append(reps - ref_reps)
         delta = float(np.mean(deltas))
         reps = np.mean(replicates, axis=0)
-        if not np.isfinite(delta) or not np.all(np.isfinite(reps)):
+        finite = reps[np.isfinite(reps)]
+        # A resample can leave a metric undefined (all predictions equal: no correlation); a few such replicates
+        # are dropped, more than MAX_UNDEFINED make the interval meaningless.
+        if not np.isfinite(delta) or len(finite) < (1 - MAX_UNDEFINED) * len(reps):
             return None
-        return Comparison(delta=delta, ci95=_interval(reps), p=bootstrap_p(reps),
+        return Comparison(delta=delta, ci95=_interval(finite), p=bootstrap_p(finite),
                           n_items=sum(self.groups[reference][0][t].n for t in usable), n_tasks=len(usable),
-                          n_seeds=len(self.groups[group]), n_reference_seeds=len(self.groups[reference]))
+                          n_seeds=len(self.groups[group]), n_reference_seeds=len(self.groups[reference]),
+                          n_replicates=len(finite))
 
 
 def with_holm(comparisons: Mapping[str, Mapping[str, Comparison | None]]) -> dict[str, dict[str, Comparison | None]]:
