@@ -63,7 +63,8 @@ def intervals_section(analysis: StudyAnalysis, categories: dict[str, list[str]],
         + ("; before that it resamples each design's seeds with replacement, so the interval carries seed-to-seed "
            "variation as well as item sampling (a hierarchical bootstrap)" if seeded else
            "; with one seed per design the interval carries item sampling only, not seed-to-seed variation")
-        + f". p is the two-sided bootstrap p, Holm-adjusted over all {sum(1 for c in analysis.comparisons.values() for v in c.values() if v)} "
+        + f"; the replicates are centred on the observed Δ (resampled V-measure is biased). p is the two-sided "
+        f"bootstrap p (at least 2/({analysis.n_boot} + 1) = {2 / (analysis.n_boot + 1):.4f}), Holm-adjusted over all {sum(1 for c in analysis.comparisons.values() for v in c.values() if v)} "
         f"design × category comparisons; bold, highlighted: Holm p < {ALPHA}. Colored: the interval excludes 0. "
         f"Designs marked{UNDERTRAINED_MARK} were still learning when training stopped (see Convergence).",
         muted=True)]
