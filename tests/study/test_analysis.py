@@ -105,6 +105,17 @@ def test_report_marks_undertrained_designs_and_prints_the_verdicts(study, tmp_pa
     assert stats["analysis"]["convergence"]["3"]["still_falling"] is True
 
 
+def test_verdict_markdown_is_the_reports_table(study, tmp_path):
+    from poolattn.study.evidence import verdict_markdown
+
+    out, _ = study
+    analysis = analyse(out / "results.json", n_boot=200)
+    table = verdict_markdown(analysis)
+    assert table.startswith("### Verdict on the paper's claims")
+    paths = write_report(out / "results.json", tmp_path, analysis=analysis)
+    assert table.strip() in paths["markdown"].read_text()
+
+
 def test_no_items_leaves_no_intervals_and_says_so(study, tmp_path):
     _, results = study
     analysis = analyse(results, tmp_path / "nowhere", n_boot=100)

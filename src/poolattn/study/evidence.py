@@ -10,7 +10,7 @@ from pathlib import Path
 from poolattn.study.analysis import AGREE, DISAGREE, UNDERTRAINED, StudyAnalysis, significant
 from poolattn.study.bootstrap import CONFIDENCE, Comparison
 from poolattn.study.convergence import RULE
-from poolattn.study.render import Block, Bullets, Cell, Figure, Heading, Span, Table, para
+from poolattn.study.render import Block, Bullets, Cell, Figure, Heading, Span, Table, para, render_markdown
 from poolattn.study.stats import ALPHA, category_title
 
 DASH = "—"
@@ -168,3 +168,8 @@ def verdict_section(analysis: StudyAnalysis) -> list[Block]:
                Cell("Holm p", ("num",)), Cell("Seeds", ("num",)), Cell("Verdict"), Cell("Why")], rows),
         Bullets([[Span(f"{name}: {count}")] for name, count in counts.items()], muted=True),
     ]
+
+
+def verdict_markdown(analysis: StudyAnalysis) -> str:
+    """The verdict table as Markdown, for pasting into a README: generated, so it follows the intervals."""
+    return render_markdown(verdict_section(analysis))
