@@ -324,7 +324,8 @@ def _categories(results: dict[str, Any], stats: dict[str, Any], figures: dict[st
     return blocks
 
 
-def _paper_blocks(stats: dict[str, Any], level: int = 2) -> list[Block]:
+def _paper_blocks(stats: dict[str, Any], level: int = 2, analysis: StudyAnalysis | None = None) -> list[Block]:
+    """The paper's published deltas, then the verdict table when there are intervals (the sign table without)."""
     blocks: list[Block] = [Heading("Comparison with the paper", level)]
     quoted = []
     for category, paper in PAPER_DELTAS.items():
@@ -337,6 +338,8 @@ def _paper_blocks(stats: dict[str, Any], level: int = 2) -> list[Block]:
         Span(str(stats["study"].get("backbone") or "?"), "code"),
         ", training and datasets differ from the paper's, so the comparison below is about direction only: does "
         "each design move each category the same way?"))
+    if analysis is not None and any(v.comparison for v in analysis.verdicts):
+        return blocks + evidence.verdict_section(analysis)
     rows = paper_agreement(stats)
     if not rows:
         if stats["reference"] is None:
@@ -535,9 +538,7 @@ def build_report(results: dict[str, Any], stats: dict[str, Any], figures: dict[s
         blocks += evidence.seeds_section(analysis, categories)
     category_figures = {k: v for k, v in figures.items() if k not in interval_figures}
     blocks += _categories(results, stats, category_figures)
-    blocks += _paper_blocks(stats)
-    if analysis is not None:
-        blocks += evidence.verdict_section(analysis)
+    blocks += _paper_blocks(stats, analysis=analysis)
     blocks += _differences(results, stats)
     blocks += _training(results, stats, figures)
     if analysis is not None:
