@@ -103,6 +103,15 @@ def test_report_marks_undertrained_designs_and_prints_the_verdicts(study, tmp_pa
     assert "error bars" in text and paths["deltas"].is_file()
     stats = json.loads(paths["stats"].read_text())
     assert stats["analysis"]["convergence"]["3"]["still_falling"] is True
+    from tests.study.test_report import _StrictParser
+
+    page = paths["html"].read_text()
+    parser = _StrictParser()
+    parser.feed(page)
+    parser.close()
+    assert not parser.errors and not parser.stack
+    assert 'alt="category deltas with their confidence intervals as error bars"' in page
+    assert 'class="num pos sig">+0.100 [+0.100, +0.100]' in page
 
 
 def test_verdict_markdown_is_the_reports_table(study, tmp_path):
