@@ -10,7 +10,7 @@ import pytest
 
 from poolattn.config import Config, ConfigError, merge
 from poolattn.evaluation.items import TaskItems
-from poolattn.study.plan import make_plan
+from poolattn.study.plan import describe, make_plan
 from poolattn.study.run import run_study
 
 TASKS = {"PoolattnWordSim353WordRelatedness": "sts", "PoolattnFoldocTermRetrieval": "retrieval"}
@@ -43,6 +43,7 @@ def test_seeds_name_the_runs_and_set_both_seeds(tmp_path):
     assert [r.group_key for r in plan.runs] == ["baseline", "1", "1", "5", "5"]
     assert [(r.config.model.seed, r.config.train.seed) for r in plan.runs[1:]] == [(7, 7), (8, 8)] * 2
     assert plan.runs[2].folder == tmp_path / "runs" / "1-seed8"
+    assert "seeds: [7, 8]" in describe(plan)
     with pytest.raises(ConfigError, match="twice"):
         merge(Config(), {"study": {"seeds": [1, 1]}})
 
