@@ -114,6 +114,14 @@ def test_report_marks_undertrained_designs_and_prints_the_verdicts(study, tmp_pa
     assert 'class="num pos sig">+0.100 [+0.100, +0.100]' in page
 
 
+def test_replicates_keep_the_holm_floor_below_alpha():
+    from poolattn.study.analysis import replicates_for
+
+    assert replicates_for(24) == 2000  # 4 designs x 6 categories: the default suffices (floor 24 x 2/2001 = 0.024)
+    b = replicates_for(100)
+    assert b == 8000 and 100 * 2 / (b + 1) <= 0.025
+
+
 def test_verdict_markdown_is_the_reports_table(study, tmp_path):
     from poolattn.study.evidence import verdict_markdown
 

@@ -13,6 +13,7 @@ Runs of one design trained with different seeds share a `group` in results.json 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,12 +160,20 @@ def _verdict(category: str, group: Group, reference: Group, comparison: Comparis
 # ------------------------------------------------------------------------------------------------ analyse
 
 
+def replicates_for(comparisons: int) -> int:
+    """Bootstrap replicates for a study of `comparisons` Holm-adjusted comparisons: at least N_BOOTSTRAP, and enough
+    that the smallest Holm p (comparisons x the smallest bootstrap p, 2 / (B + 1)) is at most ALPHA / 2, so a clear
+    difference is not hidden by the finite number of replicates."""
+    return max(N_BOOTSTRAP, math.ceil(4 * comparisons / ALPHA))
+
+
 def analyse(results: dict[str, Any] | str | Path, items_dir: str | Path | None = None, *, reference: str = "1",
-            n_boot: int = N_BOOTSTRAP, seed: int = BOOTSTRAP_SEED) -> StudyAnalysis:
+            n_boot: int | None = None, seed: int = BOOTSTRAP_SEED) -> StudyAnalysis:
     """Everything the report concludes, from results.json and the items files under `items_dir/<run>/`.
 
     `items_dir` defaults to the `items` folder beside a results.json path; runs or tasks without items files get
-    no interval (their comparisons are None) and are listed in `missing_items`.
+    no interval (their comparisons are None) and are listed in `missing_items`. `n_boot` defaults to
+    `replicates_for(m)` for the study's m design x category comparisons.
     """
     if items_dir is None and isinstance(results, (str, Path)):
         items_dir = Path(results).parent / ITEMS_DIR
@@ -181,9 +190,10 @@ def analyse(results: dict[str, Any] | str | Path, items_dir: str | Path | None =
     ref = reference if reference in groups else None
     if ref is None:
         logger.warning("reference design %r is not in the results; no comparisons", reference)
+    compared = [g for g, group in groups.items() if ref is not None and g != ref and group.trained]
+    n_boot = n_boot or replicates_for(len(compared) * len(categories))
     boot = PairedBootstrap({g: [loaded[k] for k in group.runs] for g, group in groups.items()},
                            n_boot=n_boot, seed=seed)
-    compared = [g for g, group in groups.items() if ref is not None and g != ref and group.trained]
     by_category = {g: {c: boot.compare(g, ref, tasks) for c, tasks in categories.items()} for g in compared}
     by_task = {g: {t: boot.compare(g, ref, [t]) for tasks in categories.values() for t in tasks} for g in compared}
     by_category = with_holm(by_category)
