@@ -259,10 +259,17 @@ class StudyConfig:
     designs: list[int | str] = field(default_factory=lambda: [1, 2, 3, 4, 5])
     baseline: str | None = "1"
     output_dir: str = "study"
+    seeds: list[int] | None = None
+    """Train every design once per seed (model.seed and train.seed both set to it); None: once, with the config's."""
 
     def __post_init__(self) -> None:
         if not self.designs:
             raise ConfigError("study.designs is empty; list designs such as [1, 2, 3, 4, 5]")
+        if self.seeds is not None:
+            if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds):
+                raise ConfigError(f"study.seeds must be a non-empty list of integers, got {self.seeds!r}")
+            if len(set(self.seeds)) != len(self.seeds):
+                raise ConfigError(f"study.seeds lists a seed twice: {self.seeds!r}")
 
 
 @dataclass

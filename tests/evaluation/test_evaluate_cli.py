@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from poolattn.cli import main
+from poolattn.evaluation.items import load_run_items
 
 
 def test_list_tasks_json_parses_with_name_and_category(fixture_suite, capsys):
@@ -28,6 +31,9 @@ def test_evaluate_random_baseline_on_a_category_writes_results(fixture_suite, tm
     results = json.loads((tmp_path / "results.json").read_text())
     assert list(results) == ["FixtureRetrieval", "FixtureSTS"]
     assert sorted(p.name for p in (tmp_path / "mteb").iterdir()) == ["FixtureRetrieval.json", "FixtureSTS.json"]
+    items = load_run_items(tmp_path / "items")  # the evidence the bootstrap resamples, beside results.json
+    assert sorted(items) == ["FixtureRetrieval", "FixtureSTS"]
+    assert items["FixtureSTS"].score() == pytest.approx(results["FixtureSTS"]["main_score"], abs=1e-12)
     out = capsys.readouterr().out
     assert f"{results['FixtureRetrieval']['main_score']:.4f}" in out and "mean by category" in out
 

@@ -184,20 +184,20 @@ def test_wilcoxon_with_ties_and_zeros_matches_enumeration():
     ref = np.array([0.50, 0.61, 0.42, 0.70, 0.33, 0.58, 0.66, 0.45])
     run = ref + np.array([0.03, -0.01, 0.02, 0.05, 0.04, -0.02, 0.06, 0.0])  # |0.02| tied, one zero
     got = wilcoxon_test(list(run), list(ref))
-    assert (got["n"], got["n_nonzero"], got["testable"]) == (8, 7, True)
-    assert got["method"] == "permutation" and got["note"] == "1 zero difference dropped"
-    assert got["p"] == pytest.approx(_brute_force_p(np.round(run - ref, 10)), abs=1e-12)
-    assert wilcoxon_test([0.6] * 5, [0.5] * 5)["p"] == pytest.approx(2 / 2**5)  # the floor for n = 5
-    assert not wilcoxon_test([0.6] * 5, [0.5] * 5)["testable"]
+    assert (got.n, got.n_nonzero, got.testable) == (8, 7, True)
+    assert got.method == "permutation" and got.note == "1 zero difference dropped"
+    assert got.p == pytest.approx(_brute_force_p(np.round(run - ref, 10)), abs=1e-12)
+    assert wilcoxon_test([0.6] * 5, [0.5] * 5).p == pytest.approx(2 / 2**5)  # the floor for n = 5
+    assert not wilcoxon_test([0.6] * 5, [0.5] * 5).testable
 
 
 def test_missing_reference_leaves_means_and_drops_deltas(results):
     partial = copy.deepcopy(results)
     del partial["runs"]["1"]
     stats = compare(partial)
-    assert stats["reference"] is None and stats["warnings"]
-    assert all(c["runs"]["5"]["delta"] is None for c in stats["categories"].values())
-    assert stats["categories"]["sts"]["runs"]["5"]["mean"] is not None
+    assert stats.reference is None and stats.warnings
+    assert all(c.runs["5"].delta is None for c in stats.categories.values())
+    assert stats.categories["sts"].runs["5"].mean is not None
 
 
 # ---------------------------------------------------------------------------------------------- markdown
@@ -318,6 +318,15 @@ def test_partial_study_still_reports(tmp_path):
     assert "failed" in text and "not recorded" in text
     assert "deltas" not in paths and "training_loss" not in paths
     assert "No comparison is possible" in text
+
+
+def test_stats_json_reads_back_into_the_same_typed_numbers(results, report):
+    from poolattn.study.stats import StudyStats
+
+    on_disk = json.loads(report["stats"].read_text())
+    typed = StudyStats.from_json(on_disk)
+    assert typed == compare(results)
+    assert typed.categories["classification"].runs["5"].significant
 
 
 def test_accepts_a_results_file(results, tmp_path):

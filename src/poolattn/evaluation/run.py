@@ -7,7 +7,9 @@ mteb's own result file per task kept under `output_dir/mteb/`, and a flat summar
     {task: {"main_score": float, "main_score_name": str, "category": str, "scores": {metric: value},
             "evaluation_seconds": float}}
 
-results.json is rewritten after every task, so an interrupted run keeps what it finished.
+results.json is rewritten after every task, so an interrupted run keeps what it finished. Beside it,
+`output_dir/items/<task>.json` holds the per-item evidence each main score is computed from (items.py), which the
+study's paired bootstrap resamples.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from mteb import AbsTask
 from threadpoolctl import threadpool_info, threadpool_limits
 from tqdm.auto import tqdm
 
+from poolattn.evaluation import items
 from poolattn.evaluation.mteb import MtebAdapter, TextEncoder
 from poolattn.evaluation.tasks import get_tasks, is_offline_task, task_category
 
@@ -117,24 +120,34 @@ def _single_threaded_scoring(adapter: MtebAdapter) -> Iterator[None]:
         yield
 
 
-def _run_one(adapter: MtebAdapter, task: AbsTask, batch_size: int, show_progress: bool) -> Any:
-    name = task.metadata.name
+@contextlib.contextmanager
+def _hub_errors(task: AbsTask) -> Iterator[None]:
+    """Turn a failure to reach the hub for an MTEB task's data into HubUnreachableError."""
     try:
-        with _single_threaded_scoring(adapter):
-            model_result = mteb.evaluate(
-                adapter,
-                task,
-                cache=None,
-                overwrite_strategy="always",
-                encode_kwargs={"batch_size": batch_size, "show_progress_bar": show_progress},
-                show_progress_bar=False,
-                co2_tracker=False,
-                raise_error=True,
-            )
+        yield
+    except HubUnreachableError:
+        raise
     except Exception as exc:
         if not is_offline_task(task) and _is_hub_error(exc):
-            raise HubUnreachableError(hub_unreachable_message(name)) from exc
+            raise HubUnreachableError(hub_unreachable_message(task.metadata.name)) from exc
         raise
+
+
+def _run_one(adapter: MtebAdapter, task: AbsTask, batch_size: int, show_progress: bool,
+             prediction_folder: Path | None = None) -> Any:
+    name = task.metadata.name
+    with _hub_errors(task), _single_threaded_scoring(adapter):
+        model_result = mteb.evaluate(
+            adapter,
+            task,
+            cache=None,
+            overwrite_strategy="always",
+            encode_kwargs={"batch_size": batch_size, "show_progress_bar": show_progress},
+            show_progress_bar=False,
+            co2_tracker=False,
+            raise_error=True,
+            prediction_folder=prediction_folder,
+        )
     if model_result.exceptions:
         raise RuntimeError(f"mteb could not evaluate {name}: {model_result.exceptions[0].exception}")
     return model_result.task_results[0]
@@ -156,11 +169,25 @@ def _evaluate_task(
     output_dir: Path | None,
     batch_size: int,
     show_progress: bool,
+    items_dir: Path | None = None,
 ) -> None:
-    """Run one task, add its summary to `results` and, with an output folder, save both result files."""
+    """Run one task, add its summary to `results` and, with an output folder, save both result files.
+
+    With `items_dir`, the per-item evidence behind the main score goes to `items_dir/<task>.json` (items.py); a
+    task whose main score has no per-item form is logged and skipped there, its score is kept.
+    """
     name = task.metadata.name
     start = time.perf_counter()
-    task_result = _run_one(adapter, task, batch_size, show_progress)
+    if items_dir is None:
+        task_result = _run_one(adapter, task, batch_size, show_progress)
+    else:
+        with _hub_errors(task), items.capture(task) as captured:  # capture loads the data: hub errors too
+            task_result = _run_one(adapter, task, batch_size, show_progress, captured.folder)
+            main, _ = _flat_scores(task_result, task.eval_splits)
+            try:
+                items.write(items.build(task, task_category(task), captured, main), items_dir)
+            except items.ItemsUnavailable as exc:
+                logger.warning("no item evidence saved: %s", exc)
     seconds = time.perf_counter() - start
     main, scores = _flat_scores(task_result, task.eval_splits)
     results[name] = {
@@ -191,6 +218,7 @@ def evaluate(
     show_progress: bool = True,
     model_name: str = "poolattn-model",
     suite_dir: Path | None = None,
+    items_dir: Path | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Evaluate `encoder` on `tasks` and return {task: {"main_score", "category", "scores", "evaluation_seconds"}}.
 
@@ -202,6 +230,8 @@ def evaluate(
         show_progress: show a bar over tasks and the encoder's own bars.
         model_name: the name mteb files results under.
         suite_dir: the offline suite's folder (default: the one shipped in the package).
+        items_dir: where each task's per-item evidence goes (`<task>.json`, see items.py); default
+            `output_dir/items`, none without an output folder.
 
     Raises:
         UnknownTaskError: a task name matches nothing (raised before any model work).
@@ -216,11 +246,13 @@ def evaluate(
     if output_dir is not None:
         output_dir = Path(output_dir)
         (output_dir / "mteb").mkdir(parents=True, exist_ok=True)
+        items_dir = output_dir / items.ITEMS_DIR if items_dir is None else items_dir
 
     results: dict[str, dict[str, Any]] = {}
     with _datasets_progress(show_progress):
         bar = tqdm(task_objects, desc="tasks", unit="task", disable=not show_progress)
         for task in bar:
-            _evaluate_task(adapter, task, results, output_dir, batch_size, show_progress)
+            _evaluate_task(adapter, task, results, output_dir, batch_size, show_progress,
+                           None if items_dir is None else Path(items_dir))
             bar.set_postfix_str(task.metadata.name)
     return results

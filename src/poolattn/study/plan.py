@@ -16,6 +16,8 @@ from poolattn.designs import Design, get_design
 RUNS_DIR = "runs"
 # the only settings allowed to differ between the designs of one study
 DESIGN_KEYS = {("model", "attention"), ("model", "pooling", "name"), ("train", "output_dir")}
+# and, between runs of different seeds (study.seeds), the seeds
+SEED_KEYS = {("model", "seed"), ("train", "seed")}
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,14 @@ class RunPlan:
     trained: bool
     config: Config
     folder: Path
+    group: str = ""
+    """The design's key, shared by its runs with different seeds ('' = the run's own key)."""
+    seed: int | None = None
+    """The seed of this run when the study trains several (study.seeds), else None."""
+
+    @property
+    def group_key(self) -> str:
+        return self.group or self.key
 
     @property
     def model_dir(self) -> Path:
@@ -57,14 +67,15 @@ def _flatten(data: dict[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[s
 
 
 def check_controlled(runs: list[RunPlan]) -> None:
-    """Raise if two trained runs differ in anything but their design (and where they are written)."""
+    """Raise if two trained runs differ in anything but their design, their seed and where they are written."""
     trained = [r for r in runs if r.trained]
     if len(trained) < 2:
         return
     first = _flatten(trained[0].config.to_dict())
     for run in trained[1:]:
         other = _flatten(run.config.to_dict())
-        differing = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k) and k not in DESIGN_KEYS)
+        allowed = DESIGN_KEYS | (SEED_KEYS if run.seed != trained[0].seed else set())
+        differing = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k) and k not in allowed)
         if differing:
             raise ValueError(f"study runs {trained[0].key} and {run.key} differ in {['.'.join(k) for k in differing]}")
 
@@ -93,7 +104,12 @@ def _categories() -> set[str]:
 
 
 def make_plan(config: Config) -> StudyPlan:
-    """Runs for `config.study.designs` (+ the untrained baseline), each writing under study.output_dir/runs/<key>."""
+    """Runs for `config.study.designs` (+ the untrained baseline), each writing under study.output_dir/runs/<key>.
+
+    With `study.seeds`, each design is trained once per seed, as run `<design>-seed<seed>` in group `<design>`, with
+    `model.seed` (head initialisation) and `train.seed` (data order, LoRA dropout) set to that seed; the untrained
+    baseline stays one run.
+    """
     out = Path(config.study.output_dir)
     runs: list[RunPlan] = []
     if config.study.baseline is not None:
@@ -108,9 +124,17 @@ def make_plan(config: Config) -> StudyPlan:
         if key in seen:
             raise ValueError(f"study.designs lists design {entry!r} twice")
         seen.add(key)
-        folder = out / RUNS_DIR / key
-        cfg = merge(config, {**design.overrides(), "train": {"output_dir": str(folder / "model")}})
-        runs.append(RunPlan(key, design.label, design, True, cfg, folder))
+        if config.study.seeds is None:
+            folder = out / RUNS_DIR / key
+            cfg = merge(config, {**design.overrides(), "train": {"output_dir": str(folder / "model")}})
+            runs.append(RunPlan(key, design.label, design, True, cfg, folder))
+            continue
+        for seed in config.study.seeds:
+            run_key = f"{key}-seed{seed}"
+            folder = out / RUNS_DIR / run_key
+            cfg = merge(config, {**design.overrides(), "model": {"seed": seed},
+                                 "train": {"output_dir": str(folder / "model"), "seed": seed}})
+            runs.append(RunPlan(run_key, f"{design.label}, seed {seed}", design, True, cfg, folder, key, seed))
     check_controlled(runs)
     return StudyPlan(config, out, runs, list(config.eval.tasks))
 
@@ -124,6 +148,7 @@ def describe(plan: StudyPlan) -> str:
         f"backbone: {c.model.backbone}",
         f"data: {data}" + (f" (first {c.data.max_records} records)" if c.data.max_records else ""),
         f"designs: {', '.join(r.label for r in plan.runs)}",
+        f"seeds: {c.study.seeds if c.study.seeds else f'one run per design (model.seed={c.model.seed}, train.seed={c.train.seed})'}",
         "",
         "model (shared):",
         f"  max_length={c.model.max_length} dtype={c.model.dtype} attn_implementation={c.model.attn_implementation} "

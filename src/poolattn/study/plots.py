@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from poolattn.study.stats import StudyStats
+
 logger = logging.getLogger(__name__)
 
 DPI = 110
@@ -22,14 +24,14 @@ BASELINE_COLOR = "#9aa0a6"
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442", "#000000")
 
 
-def run_colors(stats: dict[str, Any]) -> dict[str, str]:
+def run_colors(stats: StudyStats) -> dict[str, str]:
     """{run key: color}: gray for untrained runs, design n gets PALETTE[n - 1], other designs the colors after."""
     colors: dict[str, str] = {}
     extra = 5
-    for key in stats["run_order"]:
-        run = stats["runs"][key]
-        number = run.get("number")
-        if not run["trained"]:
+    for key in stats.run_order:
+        run = stats.runs[key]
+        number = run.number
+        if not run.trained:
             colors[key] = BASELINE_COLOR
         elif isinstance(number, int) and 1 <= number <= 5:
             colors[key] = PALETTE[number - 1]
@@ -60,24 +62,24 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def plot_category_scores(stats: dict[str, Any], path: Path) -> Path:
+def plot_category_scores(stats: StudyStats, path: Path) -> Path:
     """Grouped bars: each run's mean main score per category, plus the overall mean over all tasks."""
-    order = stats["run_order"]
+    order = stats.run_order
     colors = run_colors(stats)
-    groups = [(c["title"], c["runs"]) for c in stats["categories"].values()] + [("Overall", stats["overall"])]
+    groups = [(c.title, c.runs) for c in stats.categories.values()] + [("Overall", stats.overall)]
     fig = _figure(max(8.0, 1.3 * len(groups) + 2.5), 4.8)
     ax = fig.add_subplot()
     width = 0.8 / max(len(order), 1)
     x = np.arange(len(groups))
     for i, key in enumerate(order):
-        values = [cells[key]["mean"] for _, cells in groups]
+        values = [cells[key].mean for _, cells in groups]
         heights = [np.nan if v is None else v for v in values]
         ax.bar(x - 0.4 + width * (i + 0.5), heights, width * 0.92, color=colors[key],
-               label=stats["runs"][key]["label"])
+               label=stats.runs[key].label)
     ax.axvline(len(groups) - 1.5, color="#9ca3af", linewidth=0.8, linestyle=":")
     ax.set_xticks(x, [title for title, _ in groups])
     ax.set_ylabel("mean main score")
-    top = max(((c[k]["mean"] or 0.0) for _, c in groups for k in order), default=0.0)
+    top = max(((c[k].mean or 0.0) for _, c in groups for k in order), default=0.0)
     ax.set_ylim(0, min(1.0, top * 1.12) if top > 0 else 1.0)
     ax.set_title("Mean main score per task category")
     _style(ax)
@@ -85,45 +87,95 @@ def plot_category_scores(stats: dict[str, Any], path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_deltas(stats: dict[str, Any], path: Path) -> Path | None:
+def plot_deltas(stats: StudyStats, path: Path) -> Path | None:
     """Bars of each trained run's category delta vs the reference; '*' marks p < alpha, pale bars were untestable.
 
     Untrained runs are left out: their deltas are an order of magnitude larger and would flatten the designs'.
     Returns None when there is no reference or nothing to compare.
     """
-    reference = stats.get("reference")
-    keys = [k for k in stats["run_order"] if k != reference and stats["runs"][k]["trained"]]
+    reference = stats.reference
+    keys = [k for k in stats.run_order if k != reference and stats.runs[k].trained]
     if reference is None or not keys:
         return None
     colors = run_colors(stats)
-    cats = list(stats["categories"].values())
+    cats = list(stats.categories.values())
     fig = _figure(max(8.0, 1.3 * len(cats) + 2.5), 4.6)
     ax = fig.add_subplot()
     width = 0.8 / len(keys)
     x = np.arange(len(cats))
-    span = max((abs(c["runs"][k]["delta"] or 0.0) for c in cats for k in keys), default=0.0) or 0.01
+    span = max((abs(c.runs[k].delta or 0.0) for c in cats for k in keys), default=0.0) or 0.01
     for i, key in enumerate(keys):
         for j, cat in enumerate(cats):
-            cell = cat["runs"][key]
-            if cell["delta"] is None:
+            cell = cat.runs[key]
+            if cell.delta is None:
                 continue
             pos = x[j] - 0.4 + width * (i + 0.5)
-            ax.bar(pos, cell["delta"], width * 0.92, color=colors[key], alpha=1.0 if cell["testable"] else 0.45)
-            if cell["significant"]:
-                offset = 0.03 * span if cell["delta"] >= 0 else -0.03 * span
-                ax.text(pos, cell["delta"] + offset, "*", ha="center", va="bottom" if offset > 0 else "top",
+            ax.bar(pos, cell.delta, width * 0.92, color=colors[key], alpha=1.0 if cell.testable else 0.45)
+            if cell.significant:
+                offset = 0.03 * span if cell.delta >= 0 else -0.03 * span
+                ax.text(pos, cell.delta + offset, "*", ha="center", va="bottom" if offset > 0 else "top",
                         fontsize=14, fontweight="bold")
     ax.axhline(0, color="#374151", linewidth=0.9)
-    ax.set_xticks(x, [c["title"] for c in cats])
+    ax.set_xticks(x, [c.title for c in cats])
     ax.set_ylim(-span * 1.25, span * 1.25)
-    ref_label = stats["runs"][reference]["label"]
+    ref_label = stats.runs[reference].label
     ax.set_ylabel("Δ mean main score")
-    ax.set_title(f"Change against {ref_label} (* p < {stats['alpha']}; pale bars: too few datasets to test)")
+    ax.set_title(f"Change against {ref_label} (* p < {stats.alpha}; pale bars: too few datasets to test)")
     _style(ax)
     from matplotlib.patches import Patch
 
-    handles = [Patch(color=colors[k], label=stats["runs"][k]["label"]) for k in keys]  # full color, not pale
+    handles = [Patch(color=colors[k], label=stats.runs[k].label) for k in keys]  # full color, not pale
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=min(len(keys), 4),
+              frameon=False, fontsize=9)
+    return _save(fig, path)
+
+
+def plot_delta_intervals(analysis, stats: StudyStats, path: Path) -> Path | None:
+    """Each design's category delta vs the reference with its bootstrap interval as an error bar; '*': Holm p < alpha.
+
+    `analysis` is a `StudyAnalysis` (analysis.py). Designs with several seeds are one bar each (all seeds
+    together). Returns None when nothing was compared.
+    """
+    from poolattn.study.analysis import significant
+
+    groups = [g for g, cells in analysis.comparisons.items() if any(cells.values())]
+    if analysis.reference is None or not groups:
+        return None
+    colors = run_colors(stats)
+    categories = list(stats.categories)
+    fig = _figure(max(8.0, 1.3 * len(categories) + 2.5), 4.6)
+    ax = fig.add_subplot()
+    width = 0.8 / len(groups)
+    x = np.arange(len(categories))
+    span = max((max(abs(c.ci95[0]), abs(c.ci95[1])) for g in groups for c in analysis.comparisons[g].values() if c),
+               default=0.0) or 0.01
+    for i, group in enumerate(groups):
+        color = colors.get(analysis.groups[group].runs[0], PALETTE[i % len(PALETTE)])
+        for j, category in enumerate(categories):
+            cell = analysis.comparisons[group].get(category)
+            if cell is None:
+                continue
+            pos = x[j] - 0.4 + width * (i + 0.5)
+            err = [[cell.delta - cell.ci95[0]], [cell.ci95[1] - cell.delta]]
+            ax.bar(pos, cell.delta, width * 0.92, color=color, alpha=1.0 if cell.excludes_zero else 0.45)
+            ax.errorbar(pos, cell.delta, yerr=err, color="#1f2328", linewidth=1.0, capsize=2.5)
+            if significant(cell):
+                top = cell.ci95[1] if cell.delta >= 0 else cell.ci95[0]
+                offset = 0.03 * span if cell.delta >= 0 else -0.03 * span
+                ax.text(pos, top + offset, "*", ha="center", va="bottom" if offset > 0 else "top", fontsize=14,
+                        fontweight="bold")
+    ax.axhline(0, color="#374151", linewidth=0.9)
+    ax.set_xticks(x, [stats.categories[c].title for c in categories])
+    ax.set_ylim(-span * 1.25, span * 1.25)
+    ax.set_ylabel("Δ mean main score")
+    ax.set_title(f"Δ vs {analysis.groups[analysis.reference].label}, 95% bootstrap intervals "
+                 f"(* Holm p < {stats.alpha}; pale: contains 0)", fontsize=10)
+    _style(ax)
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=colors.get(analysis.groups[g].runs[0], PALETTE[i % len(PALETTE)]),
+                     label=analysis.groups[g].label) for i, g in enumerate(groups)]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=min(len(groups), 4),
               frameon=False, fontsize=9)
     return _save(fig, path)
 
@@ -140,12 +192,12 @@ def _smooth(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def plot_training_loss(results: dict[str, Any], stats: dict[str, Any], path: Path, *,
+def plot_training_loss(results: dict[str, Any], stats: StudyStats, path: Path, *,
                        loss_name: str = "loss") -> Path | None:
     """Loss against step for every trained run: raw log faint, smoothed curve solid. None if no run logged loss."""
     colors = run_colors(stats)
     curves = []
-    for key in stats["run_order"]:
+    for key in stats.run_order:
         history = ((results["runs"][key].get("train") or {}).get("loss_history")) or []
         points = np.array([(s, v) for s, v in history if v is not None], dtype=float).reshape(-1, 2)
         if len(points):
@@ -157,7 +209,7 @@ def plot_training_loss(results: dict[str, Any], stats: dict[str, Any], path: Pat
     for key, points in curves:
         steps, loss = points[:, 0], points[:, 1]
         ax.plot(steps, loss, color=colors[key], alpha=0.25, linewidth=1.0)
-        ax.plot(steps, _smooth(loss), color=colors[key], linewidth=2.0, label=stats["runs"][key]["label"])
+        ax.plot(steps, _smooth(loss), color=colors[key], linewidth=2.0, label=stats.runs[key].label)
     ax.set_xlabel("training step")
     ax.set_ylabel(loss_name)
     ax.set_title("Training loss (faint: as logged; solid: smoothed)")

@@ -1,11 +1,14 @@
 """The study report: `results.json` in, `report.md`, a self-contained `report.html`, plots and `stats.json` out.
 
 The report is a list of blocks (render.py) rendered to Markdown and to HTML, so the two files never disagree. The
-numbers all come from `stats.compare`; this module only arranges and formats them.
+numbers all come from typed objects: the score tables from `stats.compare` (a `StudyStats`), the intervals, seeds,
+convergence and verdicts from `analysis.analyse` (a `StudyAnalysis`, rendered by evidence.py); this module only
+arranges and formats them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -13,7 +16,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from poolattn.study import plots
+from poolattn.evaluation.items import ITEMS_DIR
+from poolattn.study import evidence, plots
+from poolattn.study.analysis import StudyAnalysis, analyse
 from poolattn.study.render import (
     Block,
     Bullets,
@@ -34,7 +39,9 @@ from poolattn.study.stats import (
     category_title,
     compare,
     load_results,
+    StudyStats,
     paper_agreement,
+    run_order,
 )
 
 logger = logging.getLogger(__name__)
@@ -84,10 +91,10 @@ def _count(n: int | None) -> str:
     return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.1f} k" if n >= 1e3 else str(n)
 
 
-def _short_label(stats: dict[str, Any], key: str) -> str:
+def _short_label(stats: StudyStats, key: str) -> str:
     """'design 1' for a numbered design (narrow table headers), else the run's label."""
-    run = stats["runs"][key]
-    return f"design {run['number']}" if run["trained"] and isinstance(run.get("number"), int) else run["label"]
+    run = stats.runs[key]
+    return f"design {run.number}" if run.trained and isinstance(run.number, int) else run.label
 
 
 def _get(tree: dict[str, Any], dotted: str, default: Any = None) -> Any:
@@ -182,49 +189,49 @@ def _machine_text(machine: dict[str, Any]) -> str:
             f"device {machine.get('device') or '?'}")
 
 
-def _summary(results: dict[str, Any], stats: dict[str, Any]) -> list[Block]:
+def _summary(results: dict[str, Any], stats: StudyStats) -> list[Block]:
     study = results.get("study") or {}
     config = study.get("config") or {}
-    runs = stats["runs"]
-    trained = sum(r["trained"] for r in runs.values())
-    n_tasks = sum(len(c["tasks"]) for c in stats["categories"].values())
-    reference = stats["reference"]
-    ref_text = (f"Deltas and tests are against {runs[reference]['label']}."
+    runs = stats.runs
+    trained = sum(r.trained for r in runs.values())
+    n_tasks = sum(len(c.tasks) for c in stats.categories.values())
+    reference = stats.reference
+    ref_text = (f"Deltas and tests are against {runs[reference].label}."
                 if reference else "The reference run is missing, so there are no deltas or tests.")
     backbone = study.get("backbone") or _get(config, "model.backbone") or "an unrecorded backbone"
     return [
         para(f"{_plural(len(runs), 'run')} of ", Span(str(backbone), "code"),
            f" ({trained} trained, {len(runs) - trained} untrained) evaluated on {_plural(n_tasks, 'task')} in "
-           f"{len(stats['categories'])} {'category' if len(stats['categories']) == 1 else 'categories'}. "
+           f"{len(stats.categories)} {'category' if len(stats.categories) == 1 else 'categories'}. "
            f"Training data: {_data_text(config)}; {_steps_text(results, config)}. "
            f"Machine: {_machine_text(study.get('machine') or {})}; {_wall_time(study)}. {ref_text}"),
-        *[para(Span("Warning:", "strong"), " " + w) for w in stats.get("warnings", [])],
+        *[para(Span("Warning:", "strong"), " " + w) for w in stats.warnings],
     ]
 
 
-def _overall(stats: dict[str, Any], figures: dict[str, Path]) -> list[Block]:
-    reference = stats["reference"]
-    header = [Cell("Run")] + [Cell(c["title"], ("num",)) for c in stats["categories"].values()]
+def _overall(stats: StudyStats, figures: dict[str, Path]) -> list[Block]:
+    reference = stats.reference
+    header = [Cell("Run")] + [Cell(c.title, ("num",)) for c in stats.categories.values()]
     header += [Cell("Mean (all tasks)", ("num",))]
     header += [Cell(f"Δ vs {_short_label(stats, reference)}", ("num",))] if reference else []
     rows, partial = [], False
-    for key in stats["run_order"]:
-        row = [Cell(stats["runs"][key]["label"])]
-        for cat in stats["categories"].values():
-            cell = cat["runs"][key]
-            dagger = "†" if cell["missing"] and cell["mean"] is not None else ""
+    for key in stats.run_order:
+        row = [Cell(stats.runs[key].label)]
+        for cat in stats.categories.values():
+            cell = cat.runs[key]
+            dagger = "†" if cell.missing and cell.mean is not None else ""
             partial |= bool(dagger)
-            row.append(Cell(_score(cell["mean"]) + dagger, ("num",)))
-        total = stats["overall"][key]
-        dagger = "†" if total["missing"] and total["mean"] is not None else ""
-        row.append(Cell(_score(total["mean"]) + dagger, ("num",)))
+            row.append(Cell(_score(cell.mean) + dagger, ("num",)))
+        total = stats.overall[key]
+        dagger = "†" if total.missing and total.mean is not None else ""
+        row.append(Cell(_score(total.mean) + dagger, ("num",)))
         if reference:
             row.append(Cell(DASH, ("num", "ref")) if key == reference
-                       else Cell(_delta(total["delta"]), _sign_tags(total["delta"])))
+                       else Cell(_delta(total.delta), _sign_tags(total.delta)))
         rows.append(row)
     blocks: list[Block] = [Heading("Overall", 2), Table(header, rows)]
     note = "Mean main score over each category's tasks; the overall mean averages all tasks (as MTEB does)."
-    if partial or any(stats["overall"][k]["missing"] for k in stats["run_order"]):
+    if partial or any(stats.overall[k].missing for k in stats.run_order):
         note += " †: mean over the tasks that run scored (some failed); see the category tables."
     blocks.append(para(note, muted=True))
     if "category_scores" in figures:
@@ -238,71 +245,71 @@ def _failed_for(results: dict[str, Any], task: str, keys: list[str]) -> list[str
             if (results["runs"][k].get("scores") or {}).get(task) is None]
 
 
-def _category(results: dict[str, Any], stats: dict[str, Any], category: str) -> list[Block]:
-    cat = stats["categories"][category]
-    reference = stats["reference"]
-    tasks = cat["tasks"]
-    every_task = [t for c in stats["categories"].values() for t in c["tasks"]]
+def _category(results: dict[str, Any], stats: StudyStats, category: str) -> list[Block]:
+    cat = stats.categories[category]
+    reference = stats.reference
+    tasks = cat.tasks
+    every_task = [t for c in stats.categories.values() for t in c.tasks]
     prefix, suffix, short = _short_names(every_task, tasks)
     trimmed = " and ".join(f"{what} '{text}'" for what, text in (("prefix", prefix), ("suffix", suffix)) if text)
     metrics = sorted({(results.get("tasks") or {}).get(t, {}).get("main_score_name") or "?" for t in tasks})
-    ref_label = stats["runs"][reference]["label"] if reference else ""
+    ref_label = stats.runs[reference].label if reference else ""
     header = [Cell("Run")] + [Cell(short[t], ("num", "task")) for t in tasks] + [Cell("Mean", ("num",))]
     if reference:
         header += [Cell(f"Δ vs {_short_label(stats, reference)}", ("num",)), Cell("Wilcoxon p", ("num",))]
     notes: dict[str, list[str]] = {}
     rows = []
-    for key in stats["run_order"]:
-        run, cell = results["runs"][key], cat["runs"][key]
-        row = [Cell(stats["runs"][key]["label"])]
+    for key in stats.run_order:
+        run, cell = results["runs"][key], cat.runs[key]
+        row = [Cell(stats.runs[key].label)]
         for task in tasks:
             value = (run.get("scores") or {}).get(task)
             missing = "failed" if task in (run.get("scores") or {}) else "not run"
             row.append(Cell(_score(value), ("num",)) if value is not None else Cell(missing, ("num", "missing")))
-        row.append(Cell(_score(cell["mean"]) + ("†" if cell["missing"] and cell["mean"] is not None else ""),
+        row.append(Cell(_score(cell.mean) + ("†" if cell.missing and cell.mean is not None else ""),
                         ("num",)))
         if reference:
             if key == reference:
                 row += [Cell(DASH, ("num", "ref")), Cell(DASH, ("num", "ref"))]
             else:
-                tags = _sign_tags(cell["delta"]) + (("sig",) if cell["significant"] else ())
-                row.append(Cell(_delta(cell["delta"]), tags))
+                tags = _sign_tags(cell.delta) + (("sig",) if cell.significant else ())
+                row.append(Cell(_delta(cell.delta), tags))
                 marker = ""
-                if cell["note"]:  # why there is no p, or what the test dropped
-                    notes.setdefault(cell["note"], []).append(stats["runs"][key]["label"])
-                    marker = f" [{list(notes).index(cell['note']) + 1}]"
-                if cell["testable"]:
-                    p_tags = ("num", "sig") if cell["significant"] else ("num",)
-                    row.append(Cell(_pvalue(cell["p"]) + marker, p_tags))
+                if cell.note:  # why there is no p, or what the test dropped
+                    notes.setdefault(cell.note, []).append(stats.runs[key].label)
+                    marker = f" [{list(notes).index(cell.note) + 1}]"
+                if cell.testable:
+                    p_tags = ("num", "sig") if cell.significant else ("num",)
+                    row.append(Cell(_pvalue(cell.p) + marker, p_tags))
                 else:
                     row.append(Cell("n/a" + marker, ("num", "missing")))
         rows.append(row)
     blocks: list[Block] = [
-        Heading(cat["title"], 3),
+        Heading(cat.title, 3),
         para(f"{len(tasks)} task{'s' if len(tasks) != 1 else ''}; main score {', '.join(metrics)}."
            + (f" Task names are shown without their common {trimmed}." if trimmed else ""), muted=True),
         Table(header, rows),
     ]
-    compared = len(stats["run_order"]) - 1
+    compared = len(stats.run_order) - 1
     items = [[Span(f"[{i}] {note} ({'all compared runs' if len(who) == compared else ', '.join(who)}).")]
              for i, (note, who) in enumerate(notes.items(), 1)]
-    for key in stats["run_order"]:
-        for task in cat["runs"][key]["excluded"]:
+    for key in stats.run_order:
+        for task in cat.runs[key].excluded:
             who = ", ".join(_failed_for(results, task, [key, reference]))
-            items.append([Span(f"{task} is left out of the comparison of {stats['runs'][key]['label']} with "
+            items.append([Span(f"{task} is left out of the comparison of {stats.runs[key].label} with "
                                f"{ref_label}: no score for {who}.")])
-    if any(cat["runs"][k]["missing"] and cat["runs"][k]["mean"] is not None for k in stats["run_order"]):
+    if any(cat.runs[k].missing and cat.runs[k].mean is not None for k in stats.run_order):
         items.append([Span("†: mean over the tasks that run scored.")])
     if items:
         blocks.append(Bullets(items, muted=True))
     return blocks
 
 
-def _categories(results: dict[str, Any], stats: dict[str, Any], figures: dict[str, Path]) -> list[Block]:
-    reference = stats["reference"]
+def _categories(results: dict[str, Any], stats: StudyStats, figures: dict[str, Path]) -> list[Block]:
+    reference = stats.reference
     blocks: list[Block] = [Heading("Per category", 2)]
     if reference:
-        ref_label = stats["runs"][reference]["label"]
+        ref_label = stats.runs[reference].label
         blocks.append(para(
             f"Δ is the mean over the category's tasks of (run − {ref_label}), on the tasks both runs scored. p is a "
             f"two-sided Wilcoxon signed-rank test pairing the two runs' scores dataset by dataset (zero differences "
@@ -315,12 +322,13 @@ def _categories(results: dict[str, Any], stats: dict[str, Any], figures: dict[st
                                  f"Δ of each trained run's category mean vs {ref_label} (untrained runs left out: "
                                  f"their deltas would flatten the rest). * marks p < {ALPHA}; pale bars had too "
                                  f"few datasets to test."))
-    for category in stats["categories"]:
+    for category in stats.categories:
         blocks += _category(results, stats, category)
     return blocks
 
 
-def _paper_blocks(stats: dict[str, Any], level: int = 2) -> list[Block]:
+def _paper_blocks(stats: StudyStats, level: int = 2, analysis: StudyAnalysis | None = None) -> list[Block]:
+    """The paper's published deltas, then the verdict table when there are intervals (the sign table without)."""
     blocks: list[Block] = [Heading("Comparison with the paper", level)]
     quoted = []
     for category, paper in PAPER_DELTAS.items():
@@ -330,15 +338,17 @@ def _paper_blocks(stats: dict[str, Any], level: int = 2) -> list[Block]:
     blocks.append(para(
         "Tang & Yang (2024) report, for Mistral-7B on MTEB, these deltas of designs 2–5 over design 1 (range over "
         f"the four designs): {'; '.join(quoted)}. This study's backbone ",
-        Span(str(stats["study"].get("backbone") or "?"), "code"),
+        Span(str(stats.study.get("backbone") or "?"), "code"),
         ", training and datasets differ from the paper's, so the comparison below is about direction only: does "
         "each design move each category the same way?"))
+    if analysis is not None and any(v.comparison for v in analysis.verdicts):
+        return blocks + evidence.verdict_section(analysis)
     rows = paper_agreement(stats)
     if not rows:
-        if stats["reference"] is None:
+        if stats.reference is None:
             reason = "the reference run is missing"
-        elif stats["runs"][stats["reference"]].get("number") != 1:
-            reason = f"the reference is {stats['runs'][stats['reference']]['label']}, not design 1"
+        elif stats.runs[stats.reference].number != 1:
+            reason = f"the reference is {stats.runs[stats.reference].label}, not design 1"
         else:
             reason = "it has no design 2-5 in a category the paper quotes"
         blocks.append(para(f"No comparison is possible for this study: {reason}."))
@@ -347,31 +357,31 @@ def _paper_blocks(stats: dict[str, Any], level: int = 2) -> list[Block]:
               Cell("Sign"), Cell("Our p", ("num",)), Cell("Paper")]
     table_rows = []
     for r in rows:
-        paper = PAPER_DELTAS[r["category"]]
-        verdict = {True: "same as paper", False: "opposite", None: "no change"}[r["agrees"]]
-        ours_p = (Cell(_pvalue(r["p"]), ("num", "sig") if r["significant"] else ("num",)) if r["testable"]
-                  else Cell(f"n/a (n = {r['n']})", ("num", "missing")))
+        paper = PAPER_DELTAS[r.category]
+        verdict = {True: "same as paper", False: "opposite", None: "no change"}[r.agrees]
+        ours_p = (Cell(_pvalue(r.cell.p), ("num", "sig") if r.cell.significant else ("num",)) if r.cell.testable
+                  else Cell(f"n/a (n = {r.cell.test.n if r.cell.test else None})", ("num", "missing")))
         table_rows.append([
-            Cell(category_title(r["category"])),
-            Cell(_short_label(stats, r["run"])),
+            Cell(category_title(r.category)),
+            Cell(_short_label(stats, r.run)),
             Cell(f"{_delta(paper['low'])} to {_delta(paper['high'])}", ("num",)),
-            Cell(_delta(r["delta"]), _sign_tags(r["delta"])),
-            Cell(verdict, {True: ("agree",), False: ("disagree",), None: ()}[r["agrees"]]),
+            Cell(_delta(r.delta), _sign_tags(r.delta)),
+            Cell(verdict, {True: ("agree",), False: ("disagree",), None: ()}[r.agrees]),
             ours_p,
-            Cell("significant" if r["paper_significant"] else "not significant"),
+            Cell("significant" if r.paper_significant else "not significant"),
         ])
     blocks.append(Table(header, table_rows))
-    agree = [r for r in rows if r["agrees"]]
+    agree = [r for r in rows if r.agrees]
     by_category: dict[str, list[str]] = {}
     for r in rows:
-        if r["agrees"] is False:
-            by_category.setdefault(category_title(r["category"]), []).append(str(r["number"]))
+        if r.agrees is False:
+            by_category.setdefault(category_title(r.category), []).append(str(r.number))
     opposite = [f"{title} (design{'s' if len(n) > 1 else ''} {', '.join(n)})" for title, n in by_category.items()]
-    testable = [r for r in rows if r["testable"]]
-    significant = [f"{_short_label(stats, r['run'])} on {category_title(r['category'])} "
-                   f"({_delta(r['delta'])}, p = {_pvalue(r['p'])})" for r in rows if r["significant"]]
-    paper_sig = [r for r in rows if r["paper_significant"]]
-    reproduced = [r for r in paper_sig if r["significant"] and r["agrees"]]
+    testable = [r for r in rows if r.cell.testable]
+    significant = [f"{_short_label(stats, r.run)} on {category_title(r.category)} "
+                   f"({_delta(r.delta)}, p = {_pvalue(r.cell.p)})" for r in rows if r.cell.significant]
+    paper_sig = [r for r in rows if r.paper_significant]
+    reproduced = [r for r in paper_sig if r.cell.significant and r.agrees]
     lines = [f"{len(agree)} of {len(rows)} design–category deltas have the paper's sign"
              + (f"; the opposite sign: {', '.join(opposite)}." if opposite else ".")]
     lines.append(f"Significance could be assessed for {len(testable)} of {len(rows)} (the rest have fewer than "
@@ -384,12 +394,14 @@ def _paper_blocks(stats: dict[str, Any], level: int = 2) -> list[Block]:
     return blocks
 
 
-def comparison_with_paper(stats: dict[str, Any]) -> str:
+def comparison_with_paper(stats: StudyStats | dict[str, Any]) -> str:
     """Markdown section: per category and design, does our delta vs design 1 have the paper's sign and was it testable.
 
-    Generated from `stats` (as `compare` returns it) and the paper's published ranges in `stats.PAPER_DELTAS`, so the
-    verdicts follow the numbers.
+    Generated from `stats` (as `compare` returns it, or stats.json's copy of it) and the paper's published ranges in
+    `stats.PAPER_DELTAS`, so the verdicts follow the numbers.
     """
+    if isinstance(stats, dict):
+        stats = StudyStats.from_json(stats)
     return render_markdown(_paper_blocks(stats))
 
 
@@ -454,10 +466,10 @@ def _shared_settings(results: dict[str, Any]) -> Table | Para:
     return Table([Cell("Setting"), Cell("Value")], [[Cell(k), Cell(str(v))] for k, v in rows])
 
 
-def _differences(results: dict[str, Any], stats: dict[str, Any]) -> list[Block]:
+def _differences(results: dict[str, Any], stats: StudyStats) -> list[Block]:
     header = [Cell("Run"), Cell("Pooling"), Cell("Attention"), Cell("Trained")]
-    rows = [[Cell(r["label"]), Cell(str(r["pooling"] or DASH)), Cell(str(r["attention"] or DASH)),
-             Cell("yes" if r["trained"] else "no")] for r in (stats["runs"][k] for k in stats["run_order"])]
+    rows = [[Cell(r.label), Cell(str(r.pooling or DASH)), Cell(str(r.attention or DASH)),
+             Cell("yes" if r.trained else "no")] for r in (stats.runs[k] for k in stats.run_order)]
     return [
         Heading("What differs between the runs", 2),
         para("The designs differ only in pooling and attention; the untrained baseline is the reference design's "
@@ -468,18 +480,18 @@ def _differences(results: dict[str, Any], stats: dict[str, Any]) -> list[Block]:
     ]
 
 
-def _training(results: dict[str, Any], stats: dict[str, Any], figures: dict[str, Path]) -> list[Block]:
+def _training(results: dict[str, Any], stats: StudyStats, figures: dict[str, Path]) -> list[Block]:
     header = [Cell("Run"), Cell("Steps", ("num",)), Cell("Training time", ("num",)), Cell("Final loss", ("num",)),
               Cell("Held-out recall@1 before → after", ("num",)), Cell("Trainable LoRA / head", ("num",)),
               Cell("Eval time", ("num",))]
     rows = []
-    for key in stats["run_order"]:
+    for key in stats.run_order:
         run = results["runs"][key]
         train = run.get("train") or {}
         eval_time = Cell(_duration(run.get("eval_seconds")), ("num",))
         if not train:
-            status = "not recorded" if stats["runs"][key]["trained"] else "not trained"
-            rows.append([Cell(stats["runs"][key]["label"])] + [Cell(status, ("num", "missing"))]
+            status = "not recorded" if stats.runs[key].trained else "not trained"
+            rows.append([Cell(stats.runs[key].label)] + [Cell(status, ("num", "missing"))]
                         + [Cell(DASH, ("num", "missing"))] * 4 + [eval_time])
             continue
         history = [loss for _, loss in train.get("loss_history") or [] if loss is not None]
@@ -488,7 +500,7 @@ def _training(results: dict[str, Any], stats: dict[str, Any], figures: dict[str,
         recall = DASH if before is None and after is None else f"{_score(before)} → {_score(after)}"
         params = train.get("trainable_parameters") or {}
         rows.append([
-            Cell(stats["runs"][key]["label"]),
+            Cell(stats.runs[key].label),
             Cell(str(train.get("steps", DASH)), ("num",)),
             Cell(_duration(train.get("seconds")), ("num",)),
             Cell(f"{history[-1]:.4f}" if history else DASH, ("num",)),
@@ -505,34 +517,67 @@ def _training(results: dict[str, Any], stats: dict[str, Any], figures: dict[str,
     return blocks
 
 
-def build_report(results: dict[str, Any], stats: dict[str, Any], figures: dict[str, Path]) -> list[Block]:
+def _with_marks(stats: StudyStats, analysis: StudyAnalysis | None) -> StudyStats:
+    """A copy of `stats` whose run labels carry the undertrained mark, so every table shows it."""
+    if analysis is None:
+        return stats
+    runs = {key: dataclasses.replace(run, label=run.label + evidence.UNDERTRAINED_MARK)
+            if (conv := analysis.convergence.get(key)) is not None and conv.still_falling else run
+            for key, run in stats.runs.items()}
+    return dataclasses.replace(stats, runs=runs)
+
+
+def build_report(results: dict[str, Any], stats: StudyStats, figures: dict[str, Path],
+                 analysis: StudyAnalysis | None = None) -> list[Block]:
     """The whole report as blocks, in reading order."""
     name = (results.get("study") or {}).get("name") or "study"
+    stats = _with_marks(stats, analysis)
+    categories = {c: cat.tasks for c, cat in stats.categories.items()}
+    interval_figures = {k: v for k, v in figures.items() if k == "deltas" and analysis is not None}
     blocks: list[Block] = [Heading(f"Pooling and attention study: {name}", 1)]
     blocks += _summary(results, stats)
     blocks += _overall(stats, figures)
-    blocks += _categories(results, stats, figures)
-    blocks += _paper_blocks(stats)
+    if analysis is not None:
+        blocks += evidence.intervals_section(analysis, categories, interval_figures)
+        blocks += evidence.seeds_section(analysis, categories)
+    category_figures = {k: v for k, v in figures.items() if k not in interval_figures}
+    blocks += _categories(results, stats, category_figures)
+    blocks += _paper_blocks(stats, analysis=analysis)
     blocks += _differences(results, stats)
     blocks += _training(results, stats, figures)
+    if analysis is not None:
+        blocks += evidence.convergence_section(analysis, {k: r.label for k, r in stats.runs.items()})
     return blocks
 
 
-def write_report(results: dict[str, Any] | str | Path, out_dir: str | Path, *, reference: str = "1") -> dict[str, Path]:
+def write_report(results: dict[str, Any] | str | Path, out_dir: str | Path, *, reference: str = "1",
+                 items_dir: str | Path | None = None, analysis: StudyAnalysis | None = None) -> dict[str, Path]:
     """Write report.md, report.html, the PNG plots and stats.json into `out_dir`; return {name: path}.
 
     Names: 'markdown', 'html', 'stats' and one per figure written ('category_scores', 'deltas', 'training_loss';
-    the last two are skipped when there is no reference or no loss history).
+    the last two are skipped when there is no reference or no loss history). The intervals, seeds, convergence and
+    verdict sections come from `analysis` (computed here from the items under `items_dir`, by default the `items`
+    folder beside a results.json path, when not given); stats.json holds it under "analysis".
     """
+    if items_dir is None and isinstance(results, (str, Path)):
+        items_dir = Path(results).parent / ITEMS_DIR
     results = load_results(results)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stats = compare(results, reference)
+    # the per-run tables compare runs; with several seeds the reference design's first run stands for it there
+    reference_run = reference if reference in results["runs"] else next(
+        (k for k in run_order(results["runs"]) if results["runs"][k].get("group") == reference), reference)
+    stats = compare(results, reference_run)
+    if analysis is None:
+        analysis = analyse(results, items_dir, reference=reference)
     paths: dict[str, Path] = {"stats": out / STATS_JSON}
-    paths["stats"].write_text(json.dumps(stats, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    paths["stats"].write_text(json.dumps({**stats.to_json(), "analysis": analysis.to_json()}, indent=2, allow_nan=False) + "\n",
+                              encoding="utf-8")
 
     figures: dict[str, Path] = {"category_scores": plots.plot_category_scores(stats, out / FIGURES["category_scores"])}
-    deltas = plots.plot_deltas(stats, out / FIGURES["deltas"])
+    has_intervals = any(c for cells in analysis.comparisons.values() for c in cells.values())
+    deltas = (plots.plot_delta_intervals(analysis, stats, out / FIGURES["deltas"]) if has_intervals
+              else plots.plot_deltas(stats, out / FIGURES["deltas"]))
     if deltas is not None:
         figures["deltas"] = deltas
     loss_name = _get((results.get("study") or {}).get("config") or {}, "loss.name", "loss")
@@ -541,7 +586,7 @@ def write_report(results: dict[str, Any] | str | Path, out_dir: str | Path, *, r
         figures["training_loss"] = loss
     paths.update(figures)
 
-    blocks = build_report(results, stats, figures)
+    blocks = build_report(results, stats, figures, analysis if has_intervals or analysis.verdicts else None)
     study = results.get("study") or {}
     paths["markdown"] = out / REPORT_MD
     paths["markdown"].write_text(render_markdown(blocks), encoding="utf-8")

@@ -101,7 +101,8 @@ def _train_run(run: RunPlan, force: bool) -> dict[str, Any]:
     }
 
 
-def _evaluate_run(run: RunPlan, tasks: list[str], progress: bool) -> tuple[dict[str, Any], float]:
+def _evaluate_run(run: RunPlan, tasks: list[str], progress: bool,
+                  items_dir: Path | None = None) -> tuple[dict[str, Any], float]:
     from poolattn.evaluation import evaluate
     from poolattn.model import Embedder
 
@@ -112,7 +113,7 @@ def _evaluate_run(run: RunPlan, tasks: list[str], progress: bool) -> tuple[dict[
         model = Embedder.from_config(merge(run.config, {"model": {"dtype": eval_dtype}}).model).merge_lora()
     start = time.perf_counter()
     results = evaluate(model, tasks, run.eval_dir, batch_size=run.config.eval.batch_size, show_progress=progress,
-                       model_name=f"poolattn-{run.key}")
+                       model_name=f"poolattn-{run.key}", items_dir=items_dir)
     return results, time.perf_counter() - start
 
 
@@ -130,6 +131,8 @@ def train_designs(plan: StudyPlan, *, force: bool = False) -> None:
 
 def run_study(plan: StudyPlan, *, force: bool = False, progress: bool = True) -> Path:
     """Train and evaluate every run of `plan`, then write results.json and the report; return results.json."""
+    from poolattn.evaluation.items import ITEMS_DIR
+    from poolattn.study.analysis import analyse
     from poolattn.study.report import write_report
 
     out = plan.output_dir
@@ -156,7 +159,8 @@ def run_study(plan: StudyPlan, *, force: bool = False, progress: bool = True) ->
         else:
             entry = {"label": run.label, "design": run.design.name, "number": run.design.number,
                      "trained": run.trained, "pooling": run.design.pooling, "attention": run.design.attention,
-                     "train": None}
+                     "group": run.group_key, "group_label": run.design.label if run.seed is not None else run.label,
+                     "seed": run.seed, "train": None}
             if run.trained:
                 bar.set_postfix_str(f"{run.label}: training ({eta.remaining(left)})")
                 start = time.perf_counter()
@@ -165,7 +169,7 @@ def run_study(plan: StudyPlan, *, force: bool = False, progress: bool = True) ->
                 left["train"] -= 1
                 bar.update(1)
             bar.set_postfix_str(f"{run.label}: evaluating ({eta.remaining(left)})")
-            scores, seconds = _evaluate_run(run, tasks, progress)
+            scores, seconds = _evaluate_run(run, tasks, progress, out / ITEMS_DIR / run.key)
             eta.add("eval", seconds)
             left["eval"] -= 1
             bar.update(1)
@@ -180,6 +184,8 @@ def run_study(plan: StudyPlan, *, force: bool = False, progress: bool = True) ->
         _write_json(out / RESULTS_FILE, results)
     bar.close()
     results["study"]["finished"] = _now()
+    analysis = analyse(results, out / ITEMS_DIR)  # intervals from the items files: results.json keeps them
+    results.update(analysis.results_fields())
     _write_json(out / RESULTS_FILE, results)
-    write_report(results, out)
+    write_report(results, out, analysis=analysis)
     return out / RESULTS_FILE

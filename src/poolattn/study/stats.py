@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +131,20 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def wilcoxon_test(x: list[float], y: list[float]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class WilcoxonTest:
+    """A two-sided Wilcoxon signed-rank test over paired datasets, or the reason it says nothing (`note`)."""
+
+    n: int
+    n_nonzero: int
+    statistic: float | None = None
+    p: float | None = None
+    method: str | None = None
+    testable: bool = False
+    note: str | None = None
+
+
+def wilcoxon_test(x: list[float], y: list[float]) -> WilcoxonTest:
     """Two-sided Wilcoxon signed-rank test of paired scores x vs y, with a note where it cannot say anything.
 
     Zero differences are dropped first (Wilcoxon's convention, scipy's default `zero_method="wilcox"`); the test
@@ -142,29 +156,19 @@ def wilcoxon_test(x: list[float], y: list[float]) -> dict[str, Any]:
     diffs = np.round(np.asarray(x, dtype=float) - np.asarray(y, dtype=float), _DIFF_DECIMALS)
     nonzero = diffs[diffs != 0]
     n, k = len(diffs), len(nonzero)
-    out: dict[str, Any] = {"n": n, "n_nonzero": k, "statistic": None, "p": None, "method": None,
-                           "testable": False, "note": None}
     if n == 0:
-        out["note"] = "no dataset scored for both runs: nothing to test"
-        return out
+        return WilcoxonTest(n, k, note="no dataset scored for both runs: nothing to test")
     if k == 0:
-        out["note"] = f"all {_plural(n, 'difference')} are zero: nothing to test"
-        return out
+        return WilcoxonTest(n, k, note=f"all {_plural(n, 'difference')} are zero: nothing to test")
     ties = len(np.unique(np.abs(nonzero))) < k
-    method = "auto" if ties else "exact"
-    result = wilcoxon(nonzero, method=method)
-    out["statistic"] = float(result.statistic)
-    out["p"] = float(result.pvalue)
-    out["method"] = "exact" if not ties else ("permutation" if k <= 13 else "asymptotic")
+    result = wilcoxon(nonzero, method="auto" if ties else "exact")
+    method = "exact" if not ties else ("permutation" if k <= 13 else "asymptotic")
     if k < MIN_TESTABLE:
         dropped = f" with a non-zero difference ({n - k} tied at zero, dropped)" if k < n else ""
-        out["note"] = (f"{_plural(k, 'dataset')}{dropped}: too few for a Wilcoxon test "
-                       f"(p can not fall below {2 / 2 ** k:.3g})")
-    else:
-        out["testable"] = True
-        if k < n:
-            out["note"] = f"{_plural(n - k, 'zero difference')} dropped"
-    return out
+        note = f"{_plural(k, 'dataset')}{dropped}: too few for a Wilcoxon test (p can not fall below {2 / 2 ** k:.3g})"
+        return WilcoxonTest(n, k, float(result.statistic), float(result.pvalue), method, False, note)
+    note = f"{_plural(n - k, 'zero difference')} dropped" if k < n else None
+    return WilcoxonTest(n, k, float(result.statistic), float(result.pvalue), method, True, note)
 
 
 # ---------------------------------------------------------------------------------------------- compare
@@ -187,48 +191,147 @@ def _pair(run: dict[str, Any], ref: dict[str, Any], tasks: list[str]) -> tuple[l
     return xs, ys, left_out
 
 
-def _run_summary(key: str, run: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "label": run.get("label") or key,
-        "design": run.get("design"),
-        "number": run.get("number"),
-        "trained": bool(run.get("trained", True)),
-        "pooling": run.get("pooling"),
-        "attention": run.get("attention"),
-    }
+@dataclass(frozen=True)
+class RunInfo:
+    """What the report says about a run: its label and design."""
+
+    label: str
+    design: str | None
+    number: int | None
+    trained: bool
+    pooling: str | None
+    attention: str | None
 
 
-def _cell(run: dict[str, Any], ref: dict[str, Any] | None, tasks: list[str], is_ref: bool) -> dict[str, Any]:
+@dataclass(frozen=True)
+class CategoryCell:
+    """One run in one category: mean over the tasks it scored, and delta and test against the reference.
+
+    `test` is None for the reference itself and when there is no reference (`note` then says which).
+    """
+
+    mean: float | None
+    n_scored: int
+    missing: list[str]
+    delta: float | None = None
+    excluded: list[str] = field(default_factory=list)
+    test: WilcoxonTest | None = None
+    reason: str | None = None
+
+    @property
+    def p(self) -> float | None:
+        return self.test.p if self.test else None
+
+    @property
+    def testable(self) -> bool:
+        return bool(self.test and self.test.testable)
+
+    @property
+    def significant(self) -> bool:
+        return bool(self.testable and self.p is not None and self.p < ALPHA)
+
+    @property
+    def note(self) -> str | None:
+        return self.test.note if self.test else self.reason
+
+    def to_json(self) -> dict[str, Any]:
+        test = asdict(self.test) if self.test else dict.fromkeys(("n", "n_nonzero", "statistic", "p", "method"))
+        return {"mean": self.mean, "n_scored": self.n_scored, "missing": self.missing, "delta": self.delta,
+                "excluded": self.excluded, **{k: test[k] for k in ("n", "n_nonzero", "statistic", "p", "method")},
+                "testable": self.testable, "significant": self.significant, "note": self.note}
+
+
+@dataclass(frozen=True)
+class CategoryStats:
+    title: str
+    tasks: list[str]
+    runs: dict[str, CategoryCell]
+
+
+@dataclass(frozen=True)
+class OverallCell:
+    """One run over every task of the study (no test: the categories hold those)."""
+
+    mean: float | None
+    n_scored: int
+    missing: list[str]
+    delta: float | None
+    excluded: list[str]
+    n_tasks: int
+
+
+@dataclass(frozen=True)
+class StudyStats:
+    """The numbers of the report's score tables: per-category means, deltas and Wilcoxon tests for every run."""
+
+    reference: str | None
+    study: dict[str, Any]
+    run_order: list[str]
+    runs: dict[str, RunInfo]
+    categories: dict[str, CategoryStats]
+    overall: dict[str, OverallCell]
+    warnings: list[str]
+    alpha: float = ALPHA
+    min_testable: int = MIN_TESTABLE
+    test: str = "Wilcoxon signed-rank, two-sided, zero differences dropped, paired on per-task main scores"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "reference": self.reference, "alpha": self.alpha, "min_testable": self.min_testable, "test": self.test,
+            "study": self.study, "run_order": self.run_order,
+            "runs": {k: asdict(r) for k, r in self.runs.items()},
+            "categories": {c: {"title": cat.title, "tasks": cat.tasks,
+                               "runs": {k: cell.to_json() for k, cell in cat.runs.items()}}
+                           for c, cat in self.categories.items()},
+            "overall": {k: asdict(cell) for k, cell in self.overall.items()},
+            "warnings": self.warnings,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StudyStats:
+        """Back from `to_json` (stats.json): the test fields become a WilcoxonTest again."""
+
+        def cell(raw: dict[str, Any]) -> CategoryCell:
+            test = None
+            if raw.get("n") is not None:
+                test = WilcoxonTest(raw["n"], raw["n_nonzero"], raw["statistic"], raw["p"], raw["method"],
+                                    raw["testable"], raw["note"])
+            return CategoryCell(raw["mean"], raw["n_scored"], raw["missing"], raw["delta"], raw["excluded"], test,
+                                None if test else raw["note"])
+
+        return cls(
+            reference=data["reference"], study=data["study"], run_order=data["run_order"],
+            runs={k: RunInfo(**r) for k, r in data["runs"].items()},
+            categories={c: CategoryStats(cat["title"], cat["tasks"], {k: cell(v) for k, v in cat["runs"].items()})
+                        for c, cat in data["categories"].items()},
+            overall={k: OverallCell(**v) for k, v in data["overall"].items()},
+            warnings=data["warnings"], alpha=data["alpha"], min_testable=data["min_testable"], test=data["test"])
+
+
+def _run_info(key: str, run: dict[str, Any]) -> RunInfo:
+    return RunInfo(label=run.get("label") or key, design=run.get("design"), number=run.get("number"),
+                   trained=bool(run.get("trained", True)), pooling=run.get("pooling"), attention=run.get("attention"))
+
+
+def _cell(run: dict[str, Any], ref: dict[str, Any] | None, tasks: list[str], is_ref: bool) -> CategoryCell:
     """One run in one category (or overall): mean, and delta and test against the reference."""
     scored = [s for s in (_score(run, t) for t in tasks) if s is not None]
-    cell: dict[str, Any] = {
-        "mean": _mean(scored),
-        "n_scored": len(scored),
-        "missing": [t for t in tasks if _score(run, t) is None],
-        "delta": None,
-        "excluded": [],
-    }
+    missing = [t for t in tasks if _score(run, t) is None]
     if ref is None or is_ref:
-        cell.update(n=None, n_nonzero=None, statistic=None, p=None, method=None, testable=False,
-                    significant=False, note="reference" if is_ref else "no reference run")
-        return cell
+        return CategoryCell(_mean(scored), len(scored), missing, reason="reference" if is_ref else "no reference run")
     xs, ys, left_out = _pair(run, ref, tasks)
     # Delta of the means over the tasks both runs scored, so a failed task never shifts one side only.
-    cell["delta"] = _mean([a - b for a, b in zip(xs, ys)])
-    cell["excluded"] = left_out
-    cell.update(wilcoxon_test(xs, ys))
-    cell["significant"] = bool(cell["testable"] and cell["p"] is not None and cell["p"] < ALPHA)
-    return cell
+    return CategoryCell(_mean(scored), len(scored), missing, _mean([a - b for a, b in zip(xs, ys)]), left_out,
+                        wilcoxon_test(xs, ys))
 
 
-def compare(results: dict[str, Any] | str | Path, reference: str = "1") -> dict[str, Any]:
-    """Per-category means, deltas vs `reference` and Wilcoxon tests for every run: the numbers of the report.
+def compare(results: dict[str, Any] | str | Path, reference: str = "1") -> StudyStats:
+    """Per-category means, deltas vs `reference` and Wilcoxon tests for every run: the numbers of the score tables.
 
-    Pure and JSON-ready (None for missing numbers). Each category entry holds, per run: `mean` (over the tasks
-    the run scored), `delta` (mean over the tasks both runs scored of run - reference), the test's `statistic`,
-    `p`, `n` (paired datasets), `n_nonzero`, `testable`, `significant` (p < ALPHA and testable), `excluded`
-    (tasks left out of the pair) and `note`. `overall` does the same over all tasks, without a test. A missing
-    reference run is not an error (a partial study can still be summarized): deltas are then None.
+    Each category holds, per run, a `CategoryCell`: `mean` (over the tasks the run scored), `delta` (mean over the
+    tasks both runs scored of run - reference), the Wilcoxon `test` and `excluded` (tasks left out of the pair).
+    `overall` does the same over all tasks, without a test. A missing reference run is not an error (a partial
+    study can still be summarized): deltas are then None. `to_json()` is what stats.json holds.
     """
     results = load_results(results)
     runs = results["runs"]
@@ -239,61 +342,62 @@ def compare(results: dict[str, Any] | str | Path, reference: str = "1") -> dict[
     if ref is None:
         warnings.append(f"reference run {reference!r} is not in the results (runs: {order}); no deltas or tests")
         logger.warning(warnings[-1])
-    out: dict[str, Any] = {
-        "reference": reference if ref is not None else None,
-        "alpha": ALPHA,
-        "min_testable": MIN_TESTABLE,
-        "test": "Wilcoxon signed-rank, two-sided, zero differences dropped, paired on per-task main scores",
-        "study": {k: (results.get("study") or {}).get(k) for k in ("name", "backbone")},
-        "run_order": order,
-        "runs": {key: _run_summary(key, runs[key]) for key in order},
-        "categories": {},
-        "overall": {},
-        "warnings": warnings,
+    by_category = {
+        category: CategoryStats(category_title(category), tasks,
+                                {key: _cell(runs[key], ref, tasks, key == reference) for key in order})
+        for category, tasks in categories.items()
     }
-    for category, tasks in categories.items():
-        out["categories"][category] = {
-            "title": category_title(category),
-            "tasks": tasks,
-            "runs": {key: _cell(runs[key], ref, tasks, key == reference) for key in order},
-        }
     every_task = [t for tasks in categories.values() for t in tasks]
+    overall = {}
     for key in order:
         cell = _cell(runs[key], ref, every_task, key == reference)
-        out["overall"][key] = {k: cell[k] for k in ("mean", "n_scored", "missing", "delta", "excluded")}
-        out["overall"][key]["n_tasks"] = len(every_task)
-    return out
+        overall[key] = OverallCell(cell.mean, cell.n_scored, cell.missing, cell.delta, cell.excluded, len(every_task))
+    return StudyStats(
+        reference=reference if ref is not None else None,
+        study={k: (results.get("study") or {}).get(k) for k in ("name", "backbone")},
+        run_order=order, runs={key: _run_info(key, runs[key]) for key in order}, categories=by_category,
+        overall=overall, warnings=warnings)
 
 
 # ------------------------------------------------------------------------------------- paper comparison
 
 
-def paper_agreement(stats: dict[str, Any]) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class SignAgreement:
+    """Our delta of design N vs design 1 on a category next to the paper's range: same sign or not."""
+
+    category: str
+    run: str
+    number: int
+    delta: float | None
+    paper_low: float
+    paper_high: float
+    paper_significant: bool
+    agrees: bool | None
+    cell: CategoryCell
+
+    @property
+    def paper_sign(self) -> int:
+        return 1 if self.paper_low > 0 else -1
+
+
+def paper_agreement(stats: StudyStats) -> list[SignAgreement]:
     """One row per (paper category present here, design 2-5 present here): our delta next to the paper's.
 
     `agrees` is True when our delta has the paper's sign, False when it has the other sign, None when it is zero
     or missing. Empty when the reference is not design 1, because the paper's deltas are over design 1.
     """
-    reference = stats.get("reference")
-    if reference is None or stats["runs"].get(reference, {}).get("number") != 1:
+    if stats.reference is None or stats.runs[stats.reference].number != 1:
         return []
-    designs = [(key, run["number"]) for key, run in stats["runs"].items()
-               if run["trained"] and run["number"] in (2, 3, 4, 5)]
+    designs = [(key, run.number) for key, run in stats.runs.items() if run.trained and run.number in (2, 3, 4, 5)]
     rows = []
     for category, paper in PAPER_DELTAS.items():
-        if category not in stats["categories"]:
+        if category not in stats.categories:
             continue
         paper_sign = 1 if paper["low"] > 0 else -1
         for key, number in sorted(designs, key=lambda d: d[1]):
-            cell = stats["categories"][category]["runs"][key]
-            delta = cell["delta"]
-            agrees = None if delta is None or delta == 0 else (np.sign(delta) == paper_sign)
-            rows.append({
-                "category": category, "run": key, "number": number, "delta": delta,
-                "paper_low": paper["low"], "paper_high": paper["high"], "paper_sign": paper_sign,
-                "paper_significant": number in paper["significant"],
-                "agrees": None if agrees is None else bool(agrees),
-                "testable": cell["testable"], "p": cell["p"], "significant": cell["significant"],
-                "n": cell["n"], "note": cell["note"],
-            })
+            cell = stats.categories[category].runs[key]
+            agrees = None if cell.delta is None or cell.delta == 0 else bool(np.sign(cell.delta) == paper_sign)
+            rows.append(SignAgreement(category, key, number, cell.delta, paper["low"], paper["high"],
+                                      number in paper["significant"], agrees, cell))
     return rows

@@ -1,0 +1,175 @@
+"""Report sections that render a `StudyAnalysis`: intervals, seeds, convergence and the verdict on the paper's claims.
+
+Presentation only: every number comes from the analysis object (analysis.py), formatted here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from poolattn.study.analysis import AGREE, DISAGREE, UNDERTRAINED, StudyAnalysis, significant
+from poolattn.study.bootstrap import CONFIDENCE, Comparison
+from poolattn.study.convergence import RULE
+from poolattn.study.render import Block, Bullets, Cell, Figure, Heading, Span, Table, para, render_markdown
+from poolattn.study.stats import ALPHA, category_title
+
+DASH = "—"
+UNDERTRAINED_MARK = " (undertrained)"
+
+
+def _signed(value: float) -> str:
+    return "0.000" if value == 0 else f"{value:+.3f}".replace("-", "−")
+
+
+def _p(p: float | None) -> str:
+    return DASH if p is None else (f"{p:.3f}" if p >= 0.001 else "< 0.001")
+
+
+def interval_text(c: Comparison) -> str:
+    return f"{_signed(c.delta)} [{_signed(c.ci95[0])}, {_signed(c.ci95[1])}]"
+
+
+def _interval_cell(c: Comparison | None) -> Cell:
+    if c is None:
+        return Cell("n/a", ("num", "missing"))
+    tags = ("num",) + ((("pos",) if c.delta > 0 else ("neg",)) if c.excludes_zero else ())
+    return Cell(interval_text(c), tags + (("sig",) if significant(c) else ()))
+
+
+def marked_label(analysis: StudyAnalysis, group: str) -> str:
+    g = analysis.groups[group]
+    return g.label + (UNDERTRAINED_MARK if g.undertrained else "")
+
+
+def _seeds_text(analysis: StudyAnalysis, group: str) -> str:
+    ref = analysis.groups[analysis.reference]
+    return f"{len(analysis.groups[group].runs)} vs {len(ref.runs)}"
+
+
+def intervals_section(analysis: StudyAnalysis, categories: dict[str, list[str]],
+                      figures: dict[str, Path]) -> list[Block]:
+    """Per design and category: Δ vs the reference with its bootstrap interval; then p and Holm's p."""
+    if analysis.reference is None or not analysis.comparisons:
+        return []
+    ref_label = analysis.groups[analysis.reference].label
+    seeds = {len(g.runs) for g in analysis.groups.values() if g.trained}
+    seeded = max(seeds) > 1
+    blocks: list[Block] = [Heading("Differences with confidence intervals", 2), para(
+        f"Δ [{CONFIDENCE:.0%} interval] of each design's category mean against {ref_label}, from a paired bootstrap "
+        f"over the evaluated items ({analysis.n_boot} replicates, seed {analysis.bootstrap_seed}): each replicate "
+        "resamples every task's queries, pairs or examples with replacement, the same ones for every run, recomputes "
+        "each run's main score on them (Spearman, accuracy, AP and V-measure too), and averages the tasks of a "
+        "category as the category mean does"
+        + ("; before that it resamples each design's seeds with replacement, so the interval carries seed-to-seed "
+           "variation as well as item sampling (a hierarchical bootstrap)" if seeded else
+           "; with one seed per design the interval carries item sampling only, not seed-to-seed variation")
+        + f"; the replicates are centred on the observed Δ (resampled V-measure is biased). p is the two-sided "
+        f"bootstrap p (at least 2/({analysis.n_boot} + 1) = {2 / (analysis.n_boot + 1):.4f}), Holm-adjusted over all {sum(1 for c in analysis.comparisons.values() for v in c.values() if v)} "
+        f"design × category comparisons; bold, highlighted: Holm p < {ALPHA}. Colored: the interval excludes 0. "
+        f"Designs marked{UNDERTRAINED_MARK} were still learning when training stopped (see Convergence).",
+        muted=True)]
+    header = [Cell("Design"), Cell("Seeds (vs ref.)", ("num",))] + [Cell(category_title(c), ("num",))
+                                                                       for c in categories]
+    rows, p_rows = [], []
+    for group, cells in analysis.comparisons.items():
+        label = marked_label(analysis, group)
+        rows.append([Cell(label), Cell(_seeds_text(analysis, group), ("num",))]
+                    + [_interval_cell(cells.get(c)) for c in categories])
+        p_rows.append([Cell(label)] + [Cell(DASH if cells.get(c) is None else
+                                            f"{_p(cells[c].p)} / {_p(cells[c].p_holm)}",
+                                            ("num", "sig") if significant(cells.get(c)) else ("num",))
+                                       for c in categories])
+    blocks.append(Table(header, rows))
+    blocks.append(Table([Cell("p / Holm p")] + [Cell(category_title(c), ("num",)) for c in categories], p_rows))
+    if "deltas" in figures:
+        blocks.append(Figure(figures["deltas"], "category deltas with their confidence intervals as error bars",
+                             f"Δ of each design's category mean vs {ref_label}; error bars: the {CONFIDENCE:.0%} "
+                             f"bootstrap interval; * Holm p < {ALPHA}."))
+    missing = [f"{run}: {', '.join(tasks)}" for run, tasks in analysis.missing_items.items()]
+    if missing:
+        blocks.append(para("Scored without an items file, so left out of the intervals: " + "; ".join(missing) + ".",
+                           muted=True))
+    task_rows = []
+    for category, tasks in categories.items():
+        for task in tasks:
+            task_rows.append([Cell(task, ("task",)), Cell(category_title(category))]
+                             + [_interval_cell(analysis.task_comparisons[g].get(task)) for g in analysis.comparisons])
+    blocks.append(Heading("Per task", 3))
+    blocks.append(Table([Cell("Task"), Cell("Category")] + [Cell(marked_label(analysis, g), ("num",))
+                                                          for g in analysis.comparisons], task_rows))
+    return blocks
+
+
+def seeds_section(analysis: StudyAnalysis, categories: dict[str, list[str]]) -> list[Block]:
+    """Mean ± standard deviation across seeds of each category mean, for studies with several seeds."""
+    if all(len(g.runs) < 2 for g in analysis.groups.values()):
+        return []
+    rows = []
+    for key, group in analysis.groups.items():
+        cells = []
+        for category in categories:
+            mean, spread = group.category_means.get(category, (None, None))
+            text = DASH if mean is None else f"{mean:.3f}" + ("" if spread is None else f" ± {spread:.3f}")
+            cells.append(Cell(text, ("num",)))
+        seeds = ", ".join(DASH if s is None else str(s) for s in group.seeds)
+        rows.append([Cell(marked_label(analysis, key)), Cell(seeds, ("num",))] + cells)
+    return [Heading("Across seeds", 3),
+            para("Each category mean, averaged over a design's seeds ± its standard deviation across them.",
+                 muted=True),
+            Table([Cell("Design"), Cell("Seeds", ("num",))] + [Cell(category_title(c), ("num",)) for c in categories],
+                  rows)]
+
+
+def convergence_section(analysis: StudyAnalysis, labels: dict[str, str]) -> list[Block]:
+    rows = []
+    for key, c in analysis.convergence.items():
+        if c is None:
+            continue
+        if c.still_falling is None:
+            state = f"undecided ({c.n_points} losses logged in the window)"
+        else:
+            state = "still falling: undertrained" if c.still_falling else "levelled off"
+        slope = DASH if c.slope is None else (f"{c.slope:.4f} [{c.slope_ci95[0]:.4f}, {c.slope_ci95[1]:.4f}]")
+        rows.append([Cell(labels.get(key, key)), Cell(f"{c.start:.3f}", ("num",)), Cell(f"{c.end:.3f}", ("num",)),
+                     Cell(slope, ("num",)), Cell(DASH if c.drop is None else f"{c.drop:.1%}", ("num",)),
+                     Cell(state, ("disagree",) if c.still_falling else ())])
+    if not rows:
+        return []
+    return [Heading("Convergence", 3), para(f"Rule: {RULE}.", muted=True),
+            Table([Cell("Run"), Cell("First loss", ("num",)), Cell("Last loss", ("num",)),
+                   Cell("Slope per step, last quarter [95% CI]", ("num",)), Cell("Fitted drop", ("num",)),
+                   Cell("Verdict")], rows)]
+
+
+def verdict_section(analysis: StudyAnalysis) -> list[Block]:
+    """The paper's claims (designs 2-5 vs design 1) against this study's intervals."""
+    if not analysis.verdicts:
+        return []
+    rows = []
+    for v in analysis.verdicts:
+        paper = f"{_signed(v.paper_low)} to {_signed(v.paper_high)}" + (" (significant)" if v.paper_significant
+                                                                         else "")
+        c = v.comparison
+        tag = {AGREE: ("agree",), DISAGREE: ("disagree",)}.get(v.verdict, ())
+        rows.append([Cell(category_title(v.category)), Cell(f"design {v.number}" + (
+            UNDERTRAINED_MARK if analysis.groups[v.group].undertrained else "")),
+            Cell(paper, ("num",)), _interval_cell(c), Cell(_p(None if c is None else c.p_holm), ("num",)),
+            Cell(DASH if c is None else str(c.n_seeds), ("num",)), Cell(v.verdict, tag), Cell(v.reason)])
+    counts = {name: sum(v.verdict == name for v in analysis.verdicts)
+              for name in (AGREE, DISAGREE, "inconclusive", UNDERTRAINED)}
+    return [
+        Heading("Verdict on the paper's claims", 3),
+        para(f"Each claim is design N against design 1 on a category, with the paper's sign (the sign of its published "
+             f"range). agree / disagree only when this study's {CONFIDENCE:.0%} interval excludes 0 (on the paper's "
+             f"side / the other side); inconclusive when it contains 0; a design (or the reference) the convergence "
+             f"rule calls undertrained turns a disagreement into \"{UNDERTRAINED}\". The Seeds column says how many "
+             "seeds of the design each verdict rests on.", muted=True),
+        Table([Cell("Category"), Cell("Design"), Cell("Paper Δ range", ("num",)), Cell("Our Δ [95% CI]", ("num",)),
+               Cell("Holm p", ("num",)), Cell("Seeds", ("num",)), Cell("Verdict"), Cell("Why")], rows),
+        Bullets([[Span(f"{name}: {count}")] for name, count in counts.items()], muted=True),
+    ]
+
+
+def verdict_markdown(analysis: StudyAnalysis) -> str:
+    """The verdict table as Markdown, for pasting into a README: generated, so it follows the intervals."""
+    return render_markdown(verdict_section(analysis))

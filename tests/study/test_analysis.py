@@ -1,0 +1,141 @@
+"""The study analysis and its report sections on a constructed study whose verdicts are known in advance.
+
+Design 1 is the reference. On retrieval, design 2 is every query +0.1 (the paper's side: agree), design 3 is -0.1
+and still learning (inconclusive: undertrained), design 4 is -0.1 and converged (disagree), design 5 equals design 1
+(inconclusive). On STS and classification all designs equal design 1.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from poolattn.evaluation.items import TaskItems, write
+from poolattn.study.analysis import AGREE, DISAGREE, INCONCLUSIVE, UNDERTRAINED, analyse
+from poolattn.study.bootstrap import holm
+from poolattn.study.report import write_report
+
+TASKS = {"Ret": "retrieval", "Sim": "sts", "Cls": "classification"}
+SHIFT = {1: 0.0, 2: 0.1, 3: -0.1, 4: -0.1, 5: 0.0}
+
+
+def _items(number: int) -> dict[str, dict]:
+    rng = np.random.default_rng(0)  # the same base items for every design
+    base = rng.random(60) * 0.7 + 0.15
+    gold, predicted = rng.random(40), rng.random(40)
+    labels = rng.integers(0, 3, 30)
+    guesses = rng.integers(0, 3, (30, 2))
+    return {
+        "Ret": {"task": "Ret", "category": "retrieval", "metric": "ndcg_at_10",
+                "items": [{"id": f"q{i}", "score": float(s + SHIFT[number])} for i, s in enumerate(base)]},
+        "Sim": {"task": "Sim", "category": "sts", "metric": "cosine_spearman",
+                "items": [{"id": str(i), "gold": float(g), "predicted": float(p)}
+                          for i, (g, p) in enumerate(zip(gold, predicted))]},
+        "Cls": {"task": "Cls", "category": "classification", "metric": "accuracy",
+                "items": [{"id": str(i), "gold": int(g), "predicted": [int(p) for p in row]}
+                          for i, (g, row) in enumerate(zip(labels, guesses))]},
+    }
+
+
+def _loss(falling: bool) -> list[list[float]]:
+    steps = np.arange(1, 41)
+    loss = 5 - 0.05 * steps if falling else 1.5 + 3 * np.exp(-steps / 4)
+    return [[int(s), float(v)] for s, v in zip(steps, loss)]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("analysis")
+    runs = {}
+    for number in SHIFT:
+        key = str(number)
+        scores = {}
+        for task, content in _items(number).items():
+            content["main_score"] = TaskItems.from_json(content).score()
+            write(content, out / "items" / key)
+            scores[task] = content["main_score"]
+        runs[key] = {"label": f"design {number}", "number": number, "trained": True, "scores": scores,
+                     "train": {"steps": 40, "loss_history": _loss(falling=number == 3)}}
+    results = {"study": {"name": "constructed"}, "runs": runs,
+               "tasks": {t: {"category": c, "main_score_name": "x"} for t, c in TASKS.items()}}
+    (out / "results.json").write_text(json.dumps(results))
+    return out, results
+
+
+def test_verdicts_follow_the_intervals_and_the_convergence_rule(study):
+    out, _ = study
+    analysis = analyse(out / "results.json", n_boot=500)
+    retrieval = {v.number: v for v in analysis.verdicts if v.category == "retrieval"}
+    assert {n: v.verdict for n, v in retrieval.items()} == {2: AGREE, 3: UNDERTRAINED, 4: DISAGREE, 5: INCONCLUSIVE}
+    assert retrieval[2].comparison.delta == pytest.approx(0.1, abs=1e-12)
+    assert retrieval[2].comparison.ci95 == pytest.approx((0.1, 0.1), abs=1e-12)
+    assert all(v.verdict == INCONCLUSIVE for v in analysis.verdicts if v.category != "retrieval")
+    assert {v.category for v in analysis.verdicts} == {"retrieval", "sts", "classification"}
+    assert analysis.groups["3"].undertrained and not analysis.groups["4"].undertrained
+
+
+def test_holm_runs_over_every_design_and_category(study):
+    out, _ = study
+    analysis = analyse(out / "results.json", n_boot=500)
+    cells = [(g, c) for g, row in analysis.comparisons.items() for c, cell in row.items() if cell is not None]
+    assert len(cells) == 4 * 3
+    expected = holm([analysis.comparisons[g][c].p for g, c in cells])
+    assert [analysis.comparisons[g][c].p_holm for g, c in cells] == pytest.approx(expected)
+    assert analysis.comparisons["2"]["retrieval"].p_holm == pytest.approx(12 * 2 / 501)
+    fields = analysis.results_fields()
+    assert fields["reference"] == "1"
+    assert fields["comparisons"]["4"]["retrieval"]["ci95"] == pytest.approx([-0.1, -0.1], abs=1e-12)
+    assert fields["comparisons"]["2"]["sts"]["delta"] == 0 and fields["comparisons"]["2"]["sts"]["n_items"] == 40
+
+
+def test_report_marks_undertrained_designs_and_prints_the_verdicts(study, tmp_path):
+    out, _ = study
+    paths = write_report(out / "results.json", tmp_path)
+    text = paths["markdown"].read_text()
+    overall = text.split("## Overall")[1].split("##")[0]
+    assert "design 3 (undertrained)" in overall and "design 4 (undertrained)" not in overall
+    assert "| Retrieval | design 3 (undertrained) |" in text and "inconclusive: undertrained" in text
+    assert "| Retrieval | design 4 |" in text and "| disagree |" in text
+    assert "Rule: still falling" in text and "still falling: undertrained" in text
+    assert "+0.100 [+0.100, +0.100]" in text
+    assert "error bars" in text and paths["deltas"].is_file()
+    stats = json.loads(paths["stats"].read_text())
+    assert stats["analysis"]["convergence"]["3"]["still_falling"] is True
+    from tests.study.test_report import _StrictParser
+
+    page = paths["html"].read_text()
+    parser = _StrictParser()
+    parser.feed(page)
+    parser.close()
+    assert not parser.errors and not parser.stack
+    assert 'alt="category deltas with their confidence intervals as error bars"' in page
+    assert 'class="num pos sig">+0.100 [+0.100, +0.100]' in page
+
+
+def test_replicates_keep_the_holm_floor_below_alpha():
+    from poolattn.study.analysis import replicates_for
+
+    assert replicates_for(24) == 2000  # 4 designs x 6 categories: the default suffices (floor 24 x 2/2001 = 0.024)
+    b = replicates_for(100)
+    assert b == 8000 and 100 * 2 / (b + 1) <= 0.025
+
+
+def test_verdict_markdown_is_the_reports_table(study, tmp_path):
+    from poolattn.study.evidence import verdict_markdown
+
+    out, _ = study
+    analysis = analyse(out / "results.json", n_boot=200)
+    table = verdict_markdown(analysis)
+    assert table.startswith("### Verdict on the paper's claims")
+    paths = write_report(out / "results.json", tmp_path, analysis=analysis)
+    assert table.strip() in paths["markdown"].read_text()
+
+
+def test_no_items_leaves_no_intervals_and_says_so(study, tmp_path):
+    _, results = study
+    analysis = analyse(results, tmp_path / "nowhere", n_boot=100)
+    assert all(cell is None for row in analysis.comparisons.values() for cell in row.values())
+    assert set(analysis.missing_items) == {"1", "2", "3", "4", "5"}
+    assert all(v.verdict == INCONCLUSIVE and "no item evidence" in v.reason for v in analysis.verdicts)
