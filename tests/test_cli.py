@@ -57,3 +57,31 @@ def test_encode_unknown_model_is_a_one_line_error(tmp_path, capsys):
     assert main(["encode", "--model", "nine", "--input", str(source), "--output", str(tmp_path / "e.npy")]) == 2
     err = capsys.readouterr().err
     assert "neither a saved model folder nor a design" in err and "Traceback" not in err
+
+
+def _command_raising(monkeypatch, error: BaseException) -> None:
+    import poolattn.cli.models as models
+
+    def run(args):
+        raise error
+
+    monkeypatch.setattr(models, "run", run)
+
+
+@pytest.mark.parametrize("error", [RuntimeError("CUDA out of memory"), TypeError("a bug"), ValueError("a bug"),
+                                   OSError("disk broke")])
+def test_an_unexpected_error_keeps_its_traceback(monkeypatch, error):
+    # Only errors raised on purpose about user input (UsageError) become one line; a bug or an out-of-memory
+    # error must reach the user with its traceback.
+    _command_raising(monkeypatch, error)
+    with pytest.raises(type(error)):
+        main(["models", "list"])
+
+
+def test_a_usage_error_is_one_line_with_exit_code_2(monkeypatch, capsys):
+    from poolattn.config import ConfigError
+
+    _command_raising(monkeypatch, ConfigError("train.learning_rate=inf must be a finite number"))
+    assert main(["models", "list"]) == 2
+    err = capsys.readouterr().err
+    assert err == "poolattn models: error: train.learning_rate=inf must be a finite number\n"

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from poolattn.errors import UsageError
+
 ATTENTION_MODES = ("causal", "bidirectional")
 PADDING_SIDES = ("left", "right")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -27,7 +29,7 @@ DEFAULT_INSTRUCTION_TEMPLATE = "Instruct: {instruction}\nQuery: "
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError, ValueError):
     """A configuration value is missing, unknown or out of range."""
 
 

@@ -26,6 +26,7 @@ from poolattn.backbone.load import add_lora, default_device, load_backbone, load
 from poolattn.backbone.offline import resolve as resolve_backbone
 from poolattn.config import Config, ModelConfig, from_dict, merge
 from poolattn.designs import get_design
+from poolattn.errors import InputError, InputNotFoundError
 from poolattn.features import TextTokenizer, check_texts
 from poolattn.pooling import BackboneDims, Pooler, build_pooler, pooler_class
 
@@ -301,13 +302,13 @@ class Embedder(nn.Module):
         path = Path(path)
         meta_file = path / CONFIG_FILE
         if not meta_file.is_file():
-            raise FileNotFoundError(
+            raise InputNotFoundError(
                 f"{str(path)!r} is not a saved poolattn model (no {CONFIG_FILE}); give a folder written by "
                 "Embedder.save / `poolattn train`, or a design number such as 1"
             )
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
         if meta.get("format_version", 0) > FORMAT_VERSION:
-            raise ValueError(f"{str(path)!r} was written by a newer poolattn ({meta.get('poolattn_version')}); upgrade")
+            raise InputError(f"{str(path)!r} was written by a newer poolattn ({meta.get('poolattn_version')}); upgrade")
         config = from_dict(ModelConfig, meta["model"], where="model")
         if dtype is not None:
             config = merge(Config(model=config), {"model": {"dtype": dtype}}).model
@@ -342,4 +343,4 @@ def resolve_model(
         # untrained: the fresh adapters are a no-op (LoRA B starts at zero), so fold them away for speed
         return Embedder.from_design(str(spec), backbone or "smollm2-135m", device=device, **overrides).merge_lora()
     except ValueError as exc:
-        raise ValueError(f"--model {str(spec)!r} is neither a saved model folder nor a design: {exc}") from exc
+        raise InputError(f"--model {str(spec)!r} is neither a saved model folder nor a design: {exc}") from exc

@@ -13,6 +13,7 @@ from torch import nn
 from poolattn.backbone import offline
 from poolattn.backbone.attention import set_attention
 from poolattn.config import LoraConfig, ModelConfig
+from poolattn.errors import InputError, InputNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def load_tokenizer(location: str, *, trust_remote_code: bool = False):
 
     tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
     if tokenizer.eos_token_id is None:
-        raise ValueError(
+        raise InputError(
             f"the tokenizer of {location!r} has no EOS token; poolattn appends EOS to every text for pooling. "
             "Set tokenizer.eos_token in the checkpoint's tokenizer_config.json."
         )
@@ -64,7 +65,7 @@ def load_base_model(
         )
     except OSError as exc:
         known = sorted(offline.OFFLINE_MODELS)
-        raise OSError(
+        raise InputNotFoundError(
             f"could not load backbone {location!r}: {exc}\nGive a local folder, a Hugging Face hub id (needs "
             f"network), or one of the offline models {known} (`poolattn models list`)."
         ) from exc
@@ -77,7 +78,7 @@ def lora_layer_indices(layers: list[int] | None, num_layers: int) -> list[int] |
     out = sorted({i + num_layers if i < 0 else i for i in layers})
     bad = [i for i in out if not 0 <= i < num_layers]
     if bad:
-        raise ValueError(f"lora.layers={layers} names layers outside 0..{num_layers - 1}")
+        raise InputError(f"lora.layers={layers} names layers outside 0..{num_layers - 1}")
     return out
 
 

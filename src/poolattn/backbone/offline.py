@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from poolattn.cache import cache_dir, file_lock
+from poolattn.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
 }
 
 
-class OfflineModelError(RuntimeError):
+class OfflineModelError(UsageError, RuntimeError):
     """An offline model could not be fetched or converted."""
 
 

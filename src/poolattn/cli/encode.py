@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from poolattn.errors import InputError, InputNotFoundError
+
 
 def read_texts(path: Path) -> tuple[list[str], list[str | None]]:
     """Texts and per-text instructions. .jsonl lines are {"text": ..., "instruction"?: ...} or a JSON string.
@@ -14,14 +16,14 @@ def read_texts(path: Path) -> tuple[list[str], list[str | None]]:
         ValueError: unreadable line or missing "text" field (names file and line).
     """
     if not path.is_file():
-        raise FileNotFoundError(f"--input {str(path)!r} does not exist")
+        raise InputNotFoundError(f"--input {str(path)!r} does not exist")
     lines = path.read_text(encoding="utf-8").split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the file's final newline is not an empty text
     if path.suffix == ".txt":
         return lines, [None] * len(lines)
     if path.suffix != ".jsonl":
-        raise ValueError(f"--input {str(path)!r}: use a .txt file (one text per line) or .jsonl")
+        raise InputError(f"--input {str(path)!r}: use a .txt file (one text per line) or .jsonl")
     texts, instructions = [], []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -29,11 +31,11 @@ def read_texts(path: Path) -> tuple[list[str], list[str | None]]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
+            raise InputError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
         if isinstance(record, str):
             record = {"text": record}
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-            raise ValueError(f'{path}:{number}: expected {{"text": "..."}} or a JSON string, got {line[:80]!r}')
+            raise InputError(f'{path}:{number}: expected {{"text": "..."}} or a JSON string, got {line[:80]!r}')
         texts.append(record["text"])
         instructions.append(record.get("instruction"))
     return texts, instructions

@@ -15,6 +15,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from poolattn.errors import InputError
+
 logger = logging.getLogger(__name__)
 
 
@@ -96,16 +98,16 @@ def run(args: argparse.Namespace) -> int:
         return 0
     missing = [flag for flag, value in (("--model", args.model), ("--output", args.output)) if not value]
     if missing:
-        raise ValueError(f"evaluate needs {' and '.join(missing)} (or --list-tasks to see the offline suite)")
+        raise InputError(f"evaluate needs {' and '.join(missing)} (or --list-tasks to see the offline suite)")
     if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
+        raise InputError(f"--batch-size must be positive, got {args.batch_size}")
 
     from poolattn.evaluation.run import evaluate
     from poolattn.evaluation.tasks import get_tasks
 
     names = [name.strip() for name in args.tasks.split(",") if name.strip()]
     if not names:
-        raise ValueError("--tasks is empty; name tasks or use 'suite' for the offline suite")
+        raise InputError("--tasks is empty; name tasks or use 'suite' for the offline suite")
     tasks = get_tasks(names, suite_dir=args.suite_dir)  # unknown names fail here, before the model loads
     encoder, model_name = _load_encoder(args)
     results = evaluate(

@@ -25,6 +25,7 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from poolattn.data.prompts import task_instruction
+from poolattn.errors import InputError, InputNotFoundError, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class Record:
     source: str | None = None
 
 
-class BadRecordError(ValueError):
+class BadRecordError(UsageError, ValueError):
     """A training record is malformed; the message names where and which field."""
 
     def __init__(self, where: str, problem: str) -> None:
@@ -186,7 +187,7 @@ def load_file(path: str | Path, *, on_bad_record: str = "error", default_instruc
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"training data {str(path)!r} does not exist")
+        raise InputNotFoundError(f"training data {str(path)!r} does not exist")
     report = LoadReport(str(path))
     name = path.name.removesuffix(".gz")
 
@@ -248,7 +249,7 @@ def load_file(path: str | Path, *, on_bad_record: str = "error", default_instruc
             except BadRecordError as error:
                 bad(error)
     else:
-        raise ValueError(f"training data {str(path)!r}: use .json, .jsonl or .jsonl.gz")
+        raise InputError(f"training data {str(path)!r}: use .json, .jsonl or .jsonl.gz")
     report.kept = len(records)
     return _non_empty(TripleDataset(records, report))
 
@@ -273,7 +274,7 @@ def load_hf_dataset(name: str, *, split: str = "train", on_bad_record: str = "er
         ) from exc
     columns = set(rows.column_names)
     if "query" not in columns or not ({"positive", "postive"} & columns):
-        raise ValueError(
+        raise InputError(
             f"dataset {name!r} has columns {sorted(columns)}; training needs 'query' and 'positive' "
             "(or 'postive'), optionally 'negative'/'negatives' and 'instruction'"
         )
@@ -299,7 +300,7 @@ def bundled_training_set(default_instruction: str | None = None) -> TripleDatase
 def _non_empty(dataset: TripleDataset) -> TripleDataset:
     if len(dataset) == 0:
         extra = f" ({dataset.report.skipped} bad records skipped)" if dataset.report.skipped else ""
-        raise ValueError(f"training data {dataset.report.name} has no usable records{extra}")
+        raise InputError(f"training data {dataset.report.name} has no usable records{extra}")
     if dataset.report.skipped:
         logger.warning("%s", dataset.report.summary())
     return dataset

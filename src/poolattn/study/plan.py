@@ -12,6 +12,7 @@ from typing import Any
 
 from poolattn.config import Config, merge
 from poolattn.designs import Design, get_design
+from poolattn.errors import InputError
 
 RUNS_DIR = "runs"
 # the only settings allowed to differ between the designs of one study
@@ -66,7 +67,7 @@ def check_controlled(runs: list[RunPlan]) -> None:
         other = _flatten(run.config.to_dict())
         differing = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k) and k not in DESIGN_KEYS)
         if differing:
-            raise ValueError(f"study runs {trained[0].key} and {run.key} differ in {['.'.join(k) for k in differing]}")
+            raise InputError(f"study runs {trained[0].key} and {run.key} differ in {['.'.join(k) for k in differing]}")
 
 
 def expand_tasks(names: list[str]) -> list[str]:
@@ -106,7 +107,7 @@ def make_plan(config: Config) -> StudyPlan:
         design = get_design(entry)
         key = str(design.number) if design.number else design.name
         if key in seen:
-            raise ValueError(f"study.designs lists design {entry!r} twice")
+            raise InputError(f"study.designs lists design {entry!r} twice")
         seen.add(key)
         folder = out / RUNS_DIR / key
         cfg = merge(config, {**design.overrides(), "train": {"output_dir": str(folder / "model")}})

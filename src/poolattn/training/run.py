@@ -17,6 +17,7 @@ from poolattn.config import Config
 from poolattn.data.collator import TripletCollator
 from poolattn.data.records import TripleDataset, bundled_training_set, load_file, load_hf_dataset
 from poolattn.data.sampler import SourceBatchSampler
+from poolattn.errors import InputError, InputNotFoundError, OutputPathError
 from poolattn.losses import ContrastiveStep, build_loss
 
 logger = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def split_holdout(dataset: TripleDataset, count: int, max_records: int | None) -
     held: list[int] = []
     if count:
         if count >= len(indices):
-            raise ValueError(f"data.holdout={count} leaves no training records (the dataset has {len(indices)})")
+            raise InputError(f"data.holdout={count} leaves no training records (the dataset has {len(indices)})")
         stride = len(indices) / count
         held = sorted({int(i * stride) for i in range(count)})
     held_set = set(held)
@@ -109,19 +110,19 @@ def check_output_dir(config: Config) -> None:
         return
     saved = out / RUN_CONFIG
     if not saved.is_file():
-        raise FileExistsError(
+        raise OutputPathError(
             f"output_dir {str(out)!r} is not empty and holds no poolattn run; choose another --output_dir "
             "or pass --overwrite_output_dir"
         )
     differences = _differences(yaml.safe_load(saved.read_text()), config.to_dict())
     if differences:
-        raise FileExistsError(
+        raise OutputPathError(
             f"output_dir {str(out)!r} holds a different run ({'; '.join(differences[:6])}); choose another "
             "--output_dir, or pass --overwrite_output_dir to replace it"
         )
     has_checkpoints = any(out.glob("checkpoint-*"))
     if has_checkpoints and not config.train.resume_from_checkpoint:
-        raise FileExistsError(
+        raise OutputPathError(
             f"output_dir {str(out)!r} already holds checkpoints of this run; pass --resume_from_checkpoint latest "
             "to continue it, or --overwrite_output_dir to start over"
         )
@@ -190,7 +191,7 @@ def train(config: Config, *, callbacks: list | None = None) -> TrainResult:
 
         resume = get_last_checkpoint(str(out))
         if resume is None:
-            raise FileNotFoundError(f"--resume_from_checkpoint latest: no checkpoint-N folder in {str(out)!r}")
+            raise InputNotFoundError(f"--resume_from_checkpoint latest: no checkpoint-N folder in {str(out)!r}")
     output = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(str(out))
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]

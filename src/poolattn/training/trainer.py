@@ -29,6 +29,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from poolattn.config import Config
 from poolattn.data.sampler import SourceBatchSampler
+from poolattn.errors import InputError, InputNotFoundError
 from poolattn.losses import ContrastiveStep, NonFiniteLossError
 from poolattn.losses.gather import world_size
 from poolattn.model import ADAPTER_DIR, POOLER_FILE
@@ -187,9 +188,9 @@ class PoolattnTrainer(Trainer):
         if adapter.is_file():
             result = set_peft_model_state_dict(embedder.backbone, load_file(str(adapter)))
             if getattr(result, "unexpected_keys", None):
-                raise ValueError(f"checkpoint {folder} does not match this model: {result.unexpected_keys[:5]}")
+                raise InputError(f"checkpoint {folder} does not match this model: {result.unexpected_keys[:5]}")
         elif hasattr(embedder.backbone, "peft_config"):
-            raise FileNotFoundError(f"checkpoint {folder} has no {ADAPTER_DIR}/adapter_model.safetensors")
+            raise InputNotFoundError(f"checkpoint {folder} has no {ADAPTER_DIR}/adapter_model.safetensors")
         pooler = folder / POOLER_FILE
         if pooler.is_file():
             embedder.pooler.load_state_dict(load_file(str(pooler)))
