@@ -53,6 +53,7 @@ def load_base_model(
     dtype: torch.dtype,
     attn_implementation: str = "sdpa",
     trust_remote_code: bool = False,
+    safetensors_only: bool = False,
 ) -> nn.Module:
     """The transformer body without its LM head (`AutoModel`): we pool hidden states, never predict tokens."""
     from transformers import AutoModel
@@ -61,7 +62,8 @@ def load_base_model(
     hf_logging.disable_progress_bar()  # the per-tensor "Loading weights" bar is noise for sub-second loads
     try:
         return AutoModel.from_pretrained(
-            location, dtype=dtype, attn_implementation=attn_implementation, trust_remote_code=trust_remote_code
+            location, dtype=dtype, attn_implementation=attn_implementation, trust_remote_code=trust_remote_code,
+            **({"use_safetensors": True} if safetensors_only else {}),
         )
     except OSError as exc:
         known = sorted(offline.OFFLINE_MODELS)
@@ -123,7 +125,10 @@ def load_lora(model: nn.Module, adapter_dir: Path, *, trainable: bool = False) -
         return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
 
 
-def load_backbone(config: ModelConfig, *, device: torch.device | str | None = None, location: str | None = None):
+def load_backbone(
+    config: ModelConfig, *, device: torch.device | str | None = None, location: str | None = None,
+    safetensors_only: bool = False,
+):
     """The backbone of `config` on `device`: weights in the configured dtype, attention mode set (no LoRA yet).
 
     `location` overrides where the weights come from (a merged checkpoint inside a saved model folder); by
@@ -133,7 +138,8 @@ def load_backbone(config: ModelConfig, *, device: torch.device | str | None = No
     where = location or offline.resolve(config.backbone)
     dtype = resolve_dtype(config.dtype, device)
     model = load_base_model(
-        where, dtype=dtype, attn_implementation=config.attn_implementation, trust_remote_code=config.trust_remote_code
+        where, dtype=dtype, attn_implementation=config.attn_implementation, trust_remote_code=config.trust_remote_code,
+        safetensors_only=safetensors_only,
     )
     set_attention(model, config.attention)
     return model.to(device)

@@ -46,7 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", required=True, type=Path, help=".txt (one text per line) or .jsonl")
     parser.add_argument("--output", required=True, type=Path, help="where to write the .npy embeddings")
     parser.add_argument("--instruction", default=None, help="instruction for every text (E5 query form)")
-    parser.add_argument("--backbone", default=None, help="backbone for a design given by number (default smollm2-135m)")
+    parser.add_argument("--backbone", default=None,
+                        help="backbone for a design given by number (default smollm2-135m); for a saved folder "
+                        "whose poolattn.json names a local backbone path, that path (loaded only when given here)")
+    parser.add_argument("--trust_remote_code", action="store_true",
+                        help="let Python code shipped with the model run (off by default; only for sources you trust)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default=None)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -60,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     texts, instructions = read_texts(args.input)
     if args.instruction is not None:
         instructions = [args.instruction] * len(texts)
-    model = resolve_model(args.model, backbone=args.backbone, dtype=args.dtype)
+    model = resolve_model(args.model, backbone=args.backbone, dtype=args.dtype,
+                          trust_remote_code=args.trust_remote_code)
     embeddings = model.encode(
         texts, instruction=instructions, batch_size=args.batch_size, show_progress=not args.no_progress
     )

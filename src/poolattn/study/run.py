@@ -107,7 +107,7 @@ def _evaluate_run(run: RunPlan, tasks: list[str], progress: bool) -> tuple[dict[
 
     eval_dtype = run.config.eval.dtype
     if run.trained:
-        model = Embedder.load(run.model_dir, dtype=eval_dtype)
+        model = Embedder.load(run.model_dir, dtype=eval_dtype, backbone=run.config.model.backbone)
     else:
         model = Embedder.from_config(merge(run.config, {"model": {"dtype": eval_dtype}}).model).merge_lora()
     start = time.perf_counter()
