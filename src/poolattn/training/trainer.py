@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 from transformers import Trainer, TrainingArguments
+from transformers.integrations import TensorBoardCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from poolattn.config import Config
@@ -33,6 +34,7 @@ from poolattn.errors import InputError, InputNotFoundError
 from poolattn.losses import ContrastiveStep, NonFiniteLossError
 from poolattn.losses.gather import world_size
 from poolattn.model import ADAPTER_DIR, POOLER_FILE
+from poolattn.training.callbacks import PoolattnTensorBoardCallback
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +103,9 @@ class PoolattnTrainer(Trainer):
         super().__init__(
             model=model, args=args, train_dataset=train_dataset, data_collator=data_collator, callbacks=callbacks
         )
+        if any(isinstance(cb, TensorBoardCallback) for cb in self.callback_handler.callbacks):
+            self.remove_callback(TensorBoardCallback)  # its on_train_begin expects a transformers config
+            self.add_callback(PoolattnTensorBoardCallback())
         self.step = step
         self.batch_sampler = batch_sampler
         self.loss_scale = loss_scale
