@@ -174,6 +174,8 @@ class DataConfig:
     dataset_file_path: str | None = None
     dataset_split: str = "train"
     on_bad_record: str = "error"
+    # an unknown field in a record (often a misspelt one) is a bad record instead of a warning
+    strict: bool = False
     max_records: int | None = None
     same_source_batches: bool = True
     default_instruction: str | None = None

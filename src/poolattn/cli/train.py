@@ -67,6 +67,7 @@ SWITCHES: dict[str, tuple[str, str]] = {
     "--fp16": ("train.fp16", "float16 autocast"),
     "--gradient_checkpointing": ("train.gradient_checkpointing", "recompute activations to save memory"),
     "--skip_nonfinite": ("train.skip_nonfinite", "skip a batch whose loss is NaN/inf instead of stopping"),
+    "--strict": ("data.strict", "an unknown field in a training record is an error, not a warning"),
     "--overwrite_output_dir": ("train.overwrite_output_dir", "replace a previous run in --output_dir"),
     "--disable_tqdm": ("train.disable_tqdm", "no progress bar"),
     "--trust_remote_code": ("model.trust_remote_code", "run the backbone's own Python code (hub models that need it)"),

@@ -49,11 +49,12 @@ def load_training_data(config: Config) -> TripleDataset:
     data = config.data
     if data.dataset_file_path:
         dataset = load_file(data.dataset_file_path, on_bad_record=data.on_bad_record,
-                            default_instruction=data.default_instruction)
+                            default_instruction=data.default_instruction, strict=data.strict)
     elif data.dataset_name:
         path = Path(data.dataset_name)
         if path.is_file():
-            dataset = load_file(path, on_bad_record=data.on_bad_record, default_instruction=data.default_instruction)
+            dataset = load_file(path, on_bad_record=data.on_bad_record, default_instruction=data.default_instruction,
+                                strict=data.strict)
         else:
             dataset = load_hf_dataset(data.dataset_name, split=data.dataset_split, on_bad_record=data.on_bad_record,
                                       default_instruction=data.default_instruction)
