@@ -106,7 +106,11 @@ def config_from_args(args: argparse.Namespace):
     if args.design is not None:
         config = merge(config, get_design(args.design).overrides())
     if args.config:
-        config = merge(config, load_yaml(args.config))
+        data = load_yaml(args.config)
+        try:
+            config = merge(config, data)
+        except ConfigError as exc:
+            raise ConfigError(f"config file {args.config!r}: {exc}") from None
     flags: dict[str, Any] = {}
     switch_flags = {key: flag for flag, (key, _) in SWITCHES.items()}
     for key, value in vars(args).items():

@@ -213,11 +213,7 @@ def train(config: Config, *, callbacks: list | None = None) -> TrainResult:
     args = to_training_arguments(config)
     if args.process_index == 0:
         check_output_dir(config)  # fail before any work
-    # the data is validated before the output folder is touched: a broken file deletes nothing
     dataset, held = split_holdout(load_training_data(config), config.data.holdout, config.data.max_records)
-    with args.main_process_first(local=False, desc="preparing the output folder"):
-        if args.process_index == 0:  # one process deletes and writes; the others wait (no torchrun race)
-            prepare_output_dir(config)
     model = Embedder.from_config(config.model, device=args.device)
     if config.train.attn_implementation and config.train.attn_implementation != config.model.attn_implementation:
         model.backbone.get_base_model().set_attn_implementation(config.train.attn_implementation)
@@ -239,6 +235,10 @@ def train(config: Config, *, callbacks: list | None = None) -> TrainResult:
         seed=config.train.seed, same_source=config.data.same_source_batches,
     )
     collator = TripletCollator(model.text_tokenizer)
+    # only now, with data, model and loss built, is anything deleted or written
+    with args.main_process_first(local=False, desc="preparing the output folder"):
+        if args.process_index == 0:  # one process deletes and writes; the others wait (no torchrun race)
+            prepare_output_dir(config)
     trainer = PoolattnTrainer(
         model=model, args=args, train_dataset=dataset, data_collator=collator,
         step=step, batch_sampler=sampler, loss_scale=config.loss.scale, contrastive_batch=contrastive,

@@ -28,7 +28,7 @@ from transformers import Trainer, TrainingArguments
 from transformers.integrations import TensorBoardCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
-from poolattn.config import Config
+from poolattn.config import Config, ConfigError
 from poolattn.data.sampler import SourceBatchSampler
 from poolattn.errors import InputError, InputNotFoundError
 from poolattn.losses import ContrastiveStep, NonFiniteLossError
@@ -80,7 +80,11 @@ def to_training_arguments(config: Config, **overrides: Any) -> TrainingArguments
     # non-reentrant: GradCache takes parameter gradients with torch.autograd.grad, which reentrant checkpoints refuse
     kwargs[f"{prefix}_checkpointing_kwargs"] = {"use_reentrant": False}
     kwargs.update(overrides)
-    return TrainingArguments(**kwargs)
+    try:
+        return TrainingArguments(**kwargs)
+    except ValueError as exc:  # transformers' own checks of the values we pass through (scheduler name, ...)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"the train settings were refused by transformers.TrainingArguments: {first}") from exc
 
 
 class PoolattnTrainer(Trainer):
