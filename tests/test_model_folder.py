@@ -107,3 +107,12 @@ def test_poolattn_json_is_checked_against_its_schema(saved, tmp_path, edit, mess
     with pytest.raises(ConfigError, match=message) as error:
         read_saved_model(folder)
     assert str(folder / "poolattn.json") in str(error.value)
+
+
+def test_a_backbone_folder_leading_outside_is_refused(saved, tmp_path):
+    folder = _copy(saved, tmp_path)
+    outside = tmp_path / "elsewhere"
+    (folder / "backbone").rename(outside)
+    (folder / "backbone").symlink_to(outside)
+    with pytest.raises(UnsafeModelError, match="leads outside the model folder"):
+        Embedder.load(folder, device="cpu")

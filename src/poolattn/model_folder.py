@@ -203,19 +203,22 @@ def _inside(child: Path, parent: Path) -> bool:
 def backbone_location(path: Path, config: ModelConfig, *, explicit: str | None = None) -> tuple[str, bool]:
     """(where to load the backbone from, whether it is the folder's own backbone/), by the rules above.
 
+    The folder's own backbone/ comes first, then the caller's `explicit` location, then `config.backbone` when it
+    is an offline name or a hub id.
+
     Raises:
         UnsafeModelError: poolattn.json names a local path (or backbone/ leads outside the folder) and the
             caller gave no explicit `backbone`.
     """
     from poolattn.model import CONFIG_FILE, MERGED_DIR
 
-    if explicit is not None:
-        return offline.resolve(explicit), False
     merged = path / MERGED_DIR
-    if merged.exists():
+    if merged.exists():  # a merged model's weights are its own: an explicit backbone would not match them
         if not merged.is_dir() or not _inside(merged, path):
             raise UnsafeModelError(f"{merged} leads outside the model folder {str(path)!r}; refusing to load it")
         return str(merged), True
+    if explicit is not None:
+        return offline.resolve(explicit), False
     name = config.backbone
     if name in offline.OFFLINE_MODELS:
         return offline.resolve(name), False

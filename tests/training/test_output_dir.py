@@ -79,3 +79,25 @@ def test_a_previous_run_is_replaced(tiny_llama, tmp_path):
     assert _train(tiny_llama, data, tmp_path / "run", "--overwrite_output_dir") == 0
     assert not (tmp_path / "run" / "left-over.txt").exists()
     assert (tmp_path / "run" / "poolattn.json").is_file() and (tmp_path / "run" / RUN_MARKER).is_file()
+
+
+def test_study_force_removes_only_a_run_folder(tmp_path):
+    foreign = tmp_path / "model"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=rf"--force: will not delete .*has no {RUN_MARKER}"):
+        remove_run(foreign, flag="--force")
+    assert (foreign / "notes.txt").read_text() == "mine"
+    (foreign / RUN_MARKER).write_text("{}")  # control: the same folder, marked as a poolattn run, is removed
+    remove_run(foreign, flag="--force")
+    assert not foreign.exists()
+
+
+def test_a_symlink_to_a_run_is_not_followed(tmp_path):
+    run = tmp_path / "real"
+    run.mkdir()
+    (run / RUN_MARKER).write_text("{}")
+    (tmp_path / "link").symlink_to(run)
+    with pytest.raises(FileExistsError, match="symbolic link"):
+        remove_run(tmp_path / "link")
+    assert (run / RUN_MARKER).is_file()

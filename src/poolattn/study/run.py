@@ -106,7 +106,9 @@ def _evaluate_run(run: RunPlan, tasks: list[str], progress: bool) -> tuple[dict[
 
     eval_dtype = run.config.eval.dtype
     if run.trained:
-        model = Embedder.load(run.model_dir, dtype=eval_dtype, backbone=run.config.model.backbone)
+        # the backbone and trust come from this study's config (the caller), not from the folder being loaded
+        model = Embedder.load(run.model_dir, dtype=eval_dtype, backbone=run.config.model.backbone,
+                              trust_remote_code=run.config.model.trust_remote_code)
     else:
         model = Embedder.from_config(merge(run.config, {"model": {"dtype": eval_dtype}}).model).merge_lora()
     start = time.perf_counter()
