@@ -70,6 +70,9 @@ def test_the_code_running_folder_runs_no_code(saved, tmp_path, capsys, ask):
 
 def test_the_marker_would_be_written_if_the_caller_trusted_the_folder(saved, tmp_path, monkeypatch):
     # Negative control: the fixture does run its code once the caller opts in, so the test above can fail.
+    import transformers.dynamic_module_utils as dynamic
+
+    monkeypatch.setattr(dynamic, "HF_MODULES_CACHE", str(tmp_path / "hf_modules"))  # keep ~/.cache clean
     folder, marker = code_running_folder(saved, tmp_path)
     try:
         Embedder.load(folder, device="cpu", trust_remote_code=True)
