@@ -100,6 +100,8 @@ CASES = [
     Case("json-not-a-list", _train("d.json"), "must hold a list of records", {"d.json": '{"a": 1}'}),
     Case("csv", _train("d.csv"), "use .json, .jsonl or .jsonl.gz", {"d.csv": "query,positive\n"}),
     Case("missing-data", _train("nothing.jsonl"), "nothing.jsonl' does not exist"),
+    Case("no-such-backbone", _train("d.jsonl").replace("{tiny}", "{w}/no/such/backbone"),
+         "could not load backbone", {"d.jsonl": GOOD}),
     # ---- flags and config files
     Case("loss-scale-inf", _train("d.jsonl", "--loss_scale inf"), "loss.scale=inf must be a finite number",
          {"d.jsonl": GOOD}),

@@ -68,8 +68,8 @@ def load_base_model(
     except OSError as exc:
         known = sorted(offline.OFFLINE_MODELS)
         raise InputNotFoundError(
-            f"could not load backbone {location!r}: {exc}\nGive a local folder, a Hugging Face hub id (needs "
-            f"network), or one of the offline models {known} (`poolattn models list`)."
+            f"could not load backbone {location!r}: {' '.join(str(exc).split())} Give a local folder, a Hugging "
+            f"Face hub id (needs network), or one of the offline models {known} (`poolattn models list`)."
         ) from exc
 
 
