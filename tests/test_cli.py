@@ -57,3 +57,59 @@ def test_encode_unknown_model_is_a_one_line_error(tmp_path, capsys):
     assert main(["encode", "--model", "nine", "--input", str(source), "--output", str(tmp_path / "e.npy")]) == 2
     err = capsys.readouterr().err
     assert "neither a saved model folder nor a design" in err and "Traceback" not in err
+
+
+def _command_raising(monkeypatch, error: BaseException) -> None:
+    import poolattn.cli.models as models
+
+    def run(args):
+        raise error
+
+    monkeypatch.setattr(models, "run", run)
+
+
+@pytest.mark.parametrize("error", [RuntimeError("CUDA out of memory"), TypeError("a bug"), ValueError("a bug"),
+                                   OSError("disk broke")])
+def test_an_unexpected_error_keeps_its_traceback(monkeypatch, error):
+    # Only errors raised on purpose about user input (UsageError) become one line; a bug or an out-of-memory
+    # error must reach the user with its traceback.
+    _command_raising(monkeypatch, error)
+    with pytest.raises(type(error)):
+        main(["models", "list"])
+
+
+def test_a_usage_error_is_one_line_with_exit_code_2(monkeypatch, capsys):
+    from poolattn.config import ConfigError
+
+    _command_raising(monkeypatch, ConfigError("train.learning_rate=inf must be a finite number"))
+    assert main(["models", "list"]) == 2
+    err = capsys.readouterr().err
+    assert err == "poolattn models: error: train.learning_rate=inf must be a finite number\n"
+
+
+def test_encode_reports_the_real_output_path_and_empty_texts(tiny_llama, tmp_path, capsys):
+    source = tmp_path / "in.txt"
+    source.write_bytes(b"\xef\xbb\xbfhello\n   \nthe cat\n")  # a byte-order mark is not part of the first text
+    code = main(["encode", "--model", "2", "--backbone", str(tiny_llama), "--input", str(source),
+                 "--output", str(tmp_path / "emb"), "--no-progress"])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert f"wrote 3 x 32 embeddings to {tmp_path / 'emb.npy'}\n" in captured.out  # the file np.save really wrote
+    assert np.load(tmp_path / "emb.npy").shape == (3, 32)
+    assert "1 of 3 texts are empty or whitespace only (texts 2)" in captured.err
+
+
+def test_encode_checks_its_output_before_loading_the_model(tmp_path, capsys, monkeypatch):
+    import poolattn.model
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output path was checked")
+
+    monkeypatch.setattr(poolattn.model, "resolve_model", never)
+    source = tmp_path / "in.txt"
+    source.write_text("a\n")
+    (tmp_path / "file.txt").write_text("x")
+    for output, message in ((f"{tmp_path}/out/", "is a folder"), (f"{tmp_path}/file.txt/e.npy", "cannot write")):
+        assert main(["encode", "--model", "1", "--input", str(source), "--output", output]) == 2
+        assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "in.txt"]

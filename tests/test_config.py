@@ -20,7 +20,12 @@ def test_defaults_are_the_papers_lora():
     [
         ({"model": {"attention": "sideways"}}, r"model.attention='sideways' is not allowed; choose one of \['causal', 'bidirectional'\]"),
         ({"model": {"poolng": {}}}, r"unknown key 'config.model.poolng'; did you mean \['pooling'\]"),
-        ({"loss": {"scale": -1}}, r"loss.scale=-1 must be a number > 0"),
+        ({"loss": {"scale": -1}}, r"loss.scale=-1 must be a finite number > 0"),
+        ({"loss": {"scale": float("inf")}}, r"loss.scale=inf must be a finite number > 0"),
+        ({"train": {"learning_rate": float("inf")}}, r"train.learning_rate=inf must be a finite number"),
+        ({"train": {"max_grad_norm": float("nan")}}, r"train.max_grad_norm=nan must be a finite number"),
+        ({"train": {"num_train_epochs": float("nan")}}, r"train.num_train_epochs=nan must be a finite number"),
+        ({"model": {"max_length": 10**18}}, r"model.max_length=1000000000000000000 is over the limit"),
         ({"model": {"lora": {"dropout": 1.5}}}, r"lora.dropout=1.5 must be in \[0, 1\)"),
         ({"train": {"max_steps": 0}}, r"trains nothing"),
         ({"model": {"instruction_template": "no slot"}}, r"must contain '\{instruction\}'"),

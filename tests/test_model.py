@@ -76,7 +76,7 @@ def test_save_then_load_gives_identical_embeddings(tiny_llama, design, tmp_path)
     files = {p.name for p in (tmp_path / "m").rglob("*")}
     assert {"poolattn.json", "adapter_model.safetensors", "tokenizer.json"} <= files
     assert not any(name.endswith((".bin", ".pt", ".pkl")) for name in files)  # safetensors only
-    loaded = Embedder.load(tmp_path / "m", device="cpu")
+    loaded = Embedder.load(tmp_path / "m", device="cpu", backbone=str(tiny_llama))
     np.testing.assert_allclose(loaded.encode(TEXTS), expected, atol=1e-6)
 
 
@@ -133,7 +133,8 @@ def test_lora_layers_restrict_the_adapters(tiny_dirs, family, tmp_path):
         model.parameter_counts()["lora"]
     _perturb_lora(model)
     model.save(tmp_path / "m")
-    np.testing.assert_allclose(Embedder.load(tmp_path / "m").encode(TEXTS), model.encode(TEXTS), atol=1e-5)
+    loaded = Embedder.load(tmp_path / "m", backbone=str(tiny_dirs[family]))
+    np.testing.assert_allclose(loaded.encode(TEXTS), model.encode(TEXTS), atol=1e-5)
 
 
 def test_from_design_is_seeded(tiny_llama):
@@ -145,7 +146,7 @@ def test_from_design_is_seeded(tiny_llama):
 def test_resolve_model_accepts_a_folder_or_a_design(tiny_llama, tmp_path):
     model = _embedder(tiny_llama, 2)
     model.save(tmp_path / "m")
-    assert isinstance(resolve_model(tmp_path / "m", device="cpu"), Embedder)
+    assert isinstance(resolve_model(tmp_path / "m", device="cpu", backbone=str(tiny_llama)), Embedder)
     untrained = resolve_model("latent-causal", backbone=str(tiny_llama), device="cpu")
     assert untrained.config.pooling.name == "latent"
     with pytest.raises(ValueError, match="neither a saved model folder nor a design"):

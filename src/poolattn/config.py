@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from poolattn.errors import UsageError
 
 ATTENTION_MODES = ("causal", "bidirectional")
 PADDING_SIDES = ("left", "right")
@@ -25,9 +28,13 @@ CONTRASTIVE_BATCHES = ("global", "per_device")
 ON_BAD_RECORD = ("error", "skip")
 DEFAULT_INSTRUCTION_TEMPLATE = "Instruct: {instruction}\nQuery: "
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# Upper bounds on sizes: far above any real model (the paper's head: 768 latents, 32 heads of size 2048), low
+# enough that a mistyped or hostile value fails here instead of asking the allocator for terabytes.
+SIZE_LIMITS = {"num_latents": 65_536, "num_heads": 1_024, "head_dim": 65_536, "ff_mult": 64,
+               "max_length": 1_048_576, "hidden_size": 65_536}
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError, ValueError):
     """A configuration value is missing, unknown or out of range."""
 
 
@@ -39,10 +46,13 @@ def _check_choice(section: str, name: str, value: Any, allowed: tuple[str, ...])
 def _check_positive(section: str, name: str, value: Any, *, allow_none: bool = False, zero_ok: bool = False) -> None:
     if value is None and allow_none:
         return
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (value >= 0 if zero_ok else value > 0)
-    if not ok:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or not (value >= 0 if zero_ok else value > 0):
         bound = ">= 0" if zero_ok else "> 0"
-        raise ConfigError(f"{section}.{name}={value!r} must be a number {bound}")
+        raise ConfigError(f"{section}.{name}={value!r} must be a finite number {bound}")
+    limit = SIZE_LIMITS.get(name)
+    if limit is not None and value > limit:
+        raise ConfigError(f"{section}.{name}={value!r} is over the limit of {limit:,}; did you mean a smaller value?")
 
 
 # --------------------------------------------------------------------------------------------------- model
@@ -164,6 +174,8 @@ class DataConfig:
     dataset_file_path: str | None = None
     dataset_split: str = "train"
     on_bad_record: str = "error"
+    # an unknown field in a record (often a misspelt one) is a bad record instead of a warning
+    strict: bool = False
     max_records: int | None = None
     same_source_batches: bool = True
     default_instruction: str | None = None
@@ -218,6 +230,10 @@ class TrainConfig:
             _check_positive("train", name, getattr(self, name))
         _check_positive("train", "learning_rate", self.learning_rate, zero_ok=True)
         _check_positive("train", "weight_decay", self.weight_decay, zero_ok=True)
+        _check_positive("train", "max_grad_norm", self.max_grad_norm, zero_ok=True)
+        _check_positive("train", "num_train_epochs", self.num_train_epochs, zero_ok=True)
+        _check_positive("train", "logging_steps", self.logging_steps)
+        _check_positive("train", "save_steps", self.save_steps)
         _check_positive("train", "warmup_steps", self.warmup_steps, zero_ok=True)
         if self.max_steps == 0 or (self.max_steps < 0 and self.num_train_epochs <= 0):
             raise ConfigError(

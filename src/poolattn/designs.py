@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from poolattn.config import ATTENTION_MODES
+from poolattn.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -51,13 +52,13 @@ def get_design(key: int | str) -> Design:
     if text.isdigit():
         if int(text) in DESIGNS:
             return DESIGNS[int(text)]
-        raise ValueError(f"design {text} does not exist; choose 1-5 or a name such as {sorted(_BY_NAME)}")
+        raise InputError(f"design {text} does not exist; choose 1-5 or a name such as {sorted(_BY_NAME)}")
     if text in _BY_NAME:
         return _BY_NAME[text]
     pooling, _, attention = text.rpartition("-")
     if pooling in POOLERS and attention in ATTENTION_MODES:
         return Design(pooling, attention)
-    raise ValueError(
+    raise InputError(
         f"unknown design {text!r}; choose a number 1-5, one of {sorted(_BY_NAME)}, or '<pooling>-<attention>' "
         f"with pooling in {sorted(POOLERS)} and attention in {list(ATTENTION_MODES)}"
     )

@@ -24,8 +24,9 @@ from tqdm.auto import tqdm
 from poolattn import __version__
 from poolattn.backbone.load import add_lora, default_device, load_backbone, load_lora, load_tokenizer
 from poolattn.backbone.offline import resolve as resolve_backbone
-from poolattn.config import Config, ModelConfig, from_dict, merge
+from poolattn.config import Config, ModelConfig, merge
 from poolattn.designs import get_design
+from poolattn.errors import InputError, InputNotFoundError
 from poolattn.features import TextTokenizer, check_texts
 from poolattn.pooling import BackboneDims, Pooler, build_pooler, pooler_class
 
@@ -288,8 +289,14 @@ class Embedder(nn.Module):
         dtype: str | None = None,
         trainable: bool = False,
         merge_lora: bool | None = None,
+        trust_remote_code: bool = False,
+        backbone: str | None = None,
     ) -> Embedder:
         """Rebuild a saved model: same backbone, adapters, head and tokenizer, hence the same embeddings.
+
+        Loading runs no code from the folder and reads no weights outside it (see `model_folder`): a folder that
+        asks for `trust_remote_code` is refused unless the caller passes `trust_remote_code=True`, and a backbone
+        recorded as a local path is loaded only when the caller names it again as `backbone`.
 
         A model loaded for inference (`trainable=False`) has its LoRA adapters merged into the weights unless
         `merge_lora=False` (see `merge_lora`): the same embeddings up to float rounding, at the bare backbone's
@@ -297,29 +304,29 @@ class Embedder(nn.Module):
 
         Raises:
             FileNotFoundError: `path` is not a folder written by `Embedder.save`.
+            ValueError: poolattn.json breaks its schema (unknown key, wrong type, size out of bounds).
+            PermissionError: the folder asks for code or a local backbone the caller did not allow.
         """
+        from poolattn.model_folder import backbone_location, read_saved_model, refuse_code_hooks
+
         path = Path(path)
-        meta_file = path / CONFIG_FILE
-        if not meta_file.is_file():
-            raise FileNotFoundError(
-                f"{str(path)!r} is not a saved poolattn model (no {CONFIG_FILE}); give a folder written by "
-                "Embedder.save / `poolattn train`, or a design number such as 1"
-            )
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-        if meta.get("format_version", 0) > FORMAT_VERSION:
-            raise ValueError(f"{str(path)!r} was written by a newer poolattn ({meta.get('poolattn_version')}); upgrade")
-        config = from_dict(ModelConfig, meta["model"], where="model")
+        saved = read_saved_model(path, trust_remote_code=trust_remote_code)
+        refuse_code_hooks(path, trust_remote_code=trust_remote_code)
+        location, own = backbone_location(path, saved.config, explicit=backbone)
+        config = dataclasses.replace(saved.config, trust_remote_code=trust_remote_code)
         if dtype is not None:
             config = merge(Config(model=config), {"model": {"dtype": dtype}}).model
         device = torch.device(device) if device is not None else default_device()
-        merged = path / MERGED_DIR
-        backbone = load_backbone(config, device=device, location=str(merged) if merged.is_dir() else None)
-        tokenizer = load_tokenizer(str(path), trust_remote_code=config.trust_remote_code)
+        adapter = path / ADAPTER_DIR
+        if adapter.is_dir() and not (adapter / "adapter_model.safetensors").is_file():
+            raise InputNotFoundError(f"{adapter} holds no adapter_model.safetensors; poolattn reads safetensors only")
+        backbone = load_backbone(config, device=device, location=location, safetensors_only=own)
+        tokenizer = load_tokenizer(str(path), trust_remote_code=trust_remote_code)
         if (path / ADAPTER_DIR).is_dir():
             backbone = load_lora(backbone, path / ADAPTER_DIR, trainable=trainable)
         else:
             backbone.requires_grad_(False)
-        pooler = pooler_class(meta["pooler"]["name"])(**meta["pooler"]["args"])
+        pooler = pooler_class(saved.pooler_name)(**saved.pooler_args)
         if (path / POOLER_FILE).is_file():
             pooler.load_state_dict(load_file(str(path / POOLER_FILE)))
         pooler.requires_grad_(trainable)
@@ -330,16 +337,24 @@ class Embedder(nn.Module):
 
 
 def resolve_model(
-    spec: str | Path, *, backbone: str | None = None, dtype: str | None = None, device: str | None = None
+    spec: str | Path, *, backbone: str | None = None, dtype: str | None = None, device: str | None = None,
+    trust_remote_code: bool = False,
 ) -> Embedder:
     """For inference: a saved-model folder, or a design number / name for an untrained model on `backbone`
-    (default smollm2-135m). LoRA adapters are merged (see `Embedder.merge_lora`)."""
+    (default smollm2-135m). LoRA adapters are merged (see `Embedder.merge_lora`).
+
+    For a folder, `backbone` is the caller's explicit backbone location (see `Embedder.load`)."""
     path = Path(spec)
     if path.is_dir():
-        return Embedder.load(path, dtype=dtype, device=device)
+        return Embedder.load(path, dtype=dtype, device=device, trust_remote_code=trust_remote_code, backbone=backbone)
+    if any(sep in str(spec) for sep in ("/", "\\")) or str(spec).startswith((".", "~")):
+        raise InputNotFoundError(f"--model {str(spec)!r}: no such model folder; give a folder written by "
+                                 "`poolattn train` / Embedder.save, or a design number such as 1")
     overrides: dict[str, Any] = {} if dtype is None else {"dtype": dtype}
+    if trust_remote_code:
+        overrides["trust_remote_code"] = True
     try:
         # untrained: the fresh adapters are a no-op (LoRA B starts at zero), so fold them away for speed
         return Embedder.from_design(str(spec), backbone or "smollm2-135m", device=device, **overrides).merge_lora()
     except ValueError as exc:
-        raise ValueError(f"--model {str(spec)!r} is neither a saved model folder nor a design: {exc}") from exc
+        raise InputError(f"--model {str(spec)!r} is neither a saved model folder nor a design: {exc}") from exc

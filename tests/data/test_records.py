@@ -98,3 +98,58 @@ def test_source_batches_are_pure_complete_and_reproducible():
     assert batches == list(SourceBatchSampler(sources, 4, seed=1))
     sampler.set_epoch(1)
     assert list(sampler) != batches
+
+
+GOOD = b'{"query": "q1", "positive": "p1"}\n'
+LATIN1 = '{"query": "caf\xe9", "positive": "p2"}\n'.encode("latin-1")  # 0xe9 at byte 14 of line 2
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz"])
+def test_non_utf8_is_named_by_file_line_and_offset_and_skippable(tmp_path, suffix):
+    raw = GOOD + LATIN1 + GOOD
+    path = tmp_path / f"d{suffix}"
+    path.write_bytes(gzip.compress(raw) if suffix.endswith(".gz") else raw)
+    with pytest.raises(BadRecordError, match=rf"d{suffix}:2: not valid UTF-8 \(byte 0xe9 at byte offset "
+                                             rf"{len(GOOD) + 14} of the file\)"):
+        load_file(path)
+    dataset = load_file(path, on_bad_record="skip")
+    assert len(dataset) == 2 and dataset.report.skipped == 1
+    assert [dataset[i].query for i in range(2)] == ["q1", "q1"]
+
+
+def test_non_utf8_in_a_json_file_names_the_line(tmp_path):
+    path = tmp_path / "d.json"
+    path.write_bytes(b'[\n{"query": "q", "positive": "p"},\n' + LATIN1.rstrip(b"\n") + b"\n]\n")
+    with pytest.raises(BadRecordError, match=r"d.json:3: not valid UTF-8 \(byte 0xe9"):
+        load_file(path)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_a_byte_order_mark_is_accepted(tmp_path, suffix):
+    path = tmp_path / f"d{suffix}"
+    body = GOOD if suffix == ".jsonl" else b"[" + GOOD.strip() + b"]"
+    path.write_bytes(b"\xef\xbb\xbf" + body)
+    dataset = load_file(path)
+    assert dataset[0].query == "q1" and dataset[0].positive == "p1"
+
+
+def test_a_corrupt_gzip_names_the_file(tmp_path):
+    path = tmp_path / "d.jsonl.gz"
+    path.write_bytes(gzip.compress(GOOD * 50)[:40] + b"garbage" * 10)
+    with pytest.raises(ValueError, match=r"d.jsonl.gz' is not a readable gzip file"):
+        load_file(path)
+
+
+def test_unknown_fields_are_reported_or_refused_with_strict(tmp_path, caplog):
+    path = _jsonl(tmp_path / "d.jsonl", [{"query": f"q{i}", "positive": "p", "negatvie": "n"} for i in range(7)]
+                  + [{"query": "q", "positive": "p", "negative": "n"}])
+    with caplog.at_level("WARNING"):
+        assert len(load_file(path)) == 8
+    assert "unknown field 'negatvie' (did you mean 'negative'?) ignored in 7 records (first: 1, 2, 3, 4, 5)" \
+        in caplog.text
+    with pytest.raises(BadRecordError, match=r"d.jsonl:1: unknown field 'negatvie' \(did you mean 'negative'\?\)"):
+        load_file(path, strict=True)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        load_file(_jsonl(tmp_path / "clean.jsonl", [{"query": "q", "positive": "p", "negative": "n"}]))
+    assert "unknown field" not in caplog.text  # negative control: known fields alone say nothing

@@ -68,7 +68,7 @@ def test_checkpoints_load_keep_the_limit_and_loss_falls(tiny_llama, tmp_path):
     out = tmp_path / "run"
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-6"]
     for folder in (out, out / "checkpoint-4"):
-        model = Embedder.load(folder, device="cpu")
+        model = Embedder.load(folder, device="cpu", backbone=str(tiny_llama))
         assert model.encode(["hello"]).shape == (1, 32)
     summary = json.loads((out / "train_summary.json").read_text())
     losses = [e["loss"] for e in summary["log_history"] if "loss" in e]
@@ -121,7 +121,7 @@ def test_a_run_killed_while_saving_keeps_the_previous_checkpoint(tiny_llama, tmp
         train(config)
     monkeypatch.setattr(Embedder, "save", original)
     assert [p.name for p in (tmp_path / "run").glob("checkpoint-*")] == ["checkpoint-2"]
-    assert Embedder.load(tmp_path / "run" / "checkpoint-2", device="cpu").encode(["x"]).shape == (1, 32)
+    assert Embedder.load(tmp_path / "run" / "checkpoint-2", device="cpu", backbone=str(tiny_llama)).encode(["x"]).shape == (1, 32)
     result = train(merge(config, {"train": {"resume_from_checkpoint": "latest"}}))
     assert result.steps == 4
 
@@ -212,5 +212,5 @@ def test_training_attention_kernel_applies_to_training_only(tiny_llama, tmp_path
     monkeypatch.setattr(ContrastiveStep, "__call__", spy)
     train(_config(tiny_llama, tmp_path, max_steps=2, attn_implementation="eager"))
     assert seen == ["eager", "eager"]
-    loaded = Embedder.load(tmp_path / "run", device="cpu")
+    loaded = Embedder.load(tmp_path / "run", device="cpu", backbone=str(tiny_llama))
     assert loaded.backbone.config._attn_implementation == "sdpa"

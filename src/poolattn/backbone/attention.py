@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from poolattn.errors import UsageError
+
 # model_type -> the config attribute that turns on bidirectional attention, and its value for that mode
 _BIDIRECTIONAL_SWITCH: dict[str, tuple[str, bool]] = {
     "llama": ("is_causal", False),
@@ -27,7 +29,7 @@ _BIDIRECTIONAL_SWITCH: dict[str, tuple[str, bool]] = {
 SUPPORTED_BIDIRECTIONAL = tuple(sorted(_BIDIRECTIONAL_SWITCH))
 
 
-class UnsupportedAttentionError(ValueError):
+class UnsupportedAttentionError(UsageError, ValueError):
     """Bidirectional attention was asked for on a model family where it is not verified."""
 
 

@@ -13,6 +13,7 @@ from torch import nn
 from poolattn.backbone import offline
 from poolattn.backbone.attention import set_attention
 from poolattn.config import LoraConfig, ModelConfig
+from poolattn.errors import InputError, InputNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def load_tokenizer(location: str, *, trust_remote_code: bool = False):
 
     tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
     if tokenizer.eos_token_id is None:
-        raise ValueError(
+        raise InputError(
             f"the tokenizer of {location!r} has no EOS token; poolattn appends EOS to every text for pooling. "
             "Set tokenizer.eos_token in the checkpoint's tokenizer_config.json."
         )
@@ -52,6 +53,7 @@ def load_base_model(
     dtype: torch.dtype,
     attn_implementation: str = "sdpa",
     trust_remote_code: bool = False,
+    safetensors_only: bool = False,
 ) -> nn.Module:
     """The transformer body without its LM head (`AutoModel`): we pool hidden states, never predict tokens."""
     from transformers import AutoModel
@@ -60,13 +62,14 @@ def load_base_model(
     hf_logging.disable_progress_bar()  # the per-tensor "Loading weights" bar is noise for sub-second loads
     try:
         return AutoModel.from_pretrained(
-            location, dtype=dtype, attn_implementation=attn_implementation, trust_remote_code=trust_remote_code
+            location, dtype=dtype, attn_implementation=attn_implementation, trust_remote_code=trust_remote_code,
+            **({"use_safetensors": True} if safetensors_only else {}),
         )
     except OSError as exc:
         known = sorted(offline.OFFLINE_MODELS)
-        raise OSError(
-            f"could not load backbone {location!r}: {exc}\nGive a local folder, a Hugging Face hub id (needs "
-            f"network), or one of the offline models {known} (`poolattn models list`)."
+        raise InputNotFoundError(
+            f"could not load backbone {location!r}: {' '.join(str(exc).split())} Give a local folder, a Hugging "
+            f"Face hub id (needs network), or one of the offline models {known} (`poolattn models list`)."
         ) from exc
 
 
@@ -77,7 +80,7 @@ def lora_layer_indices(layers: list[int] | None, num_layers: int) -> list[int] |
     out = sorted({i + num_layers if i < 0 else i for i in layers})
     bad = [i for i in out if not 0 <= i < num_layers]
     if bad:
-        raise ValueError(f"lora.layers={layers} names layers outside 0..{num_layers - 1}")
+        raise InputError(f"lora.layers={layers} names layers outside 0..{num_layers - 1}")
     return out
 
 
@@ -122,7 +125,10 @@ def load_lora(model: nn.Module, adapter_dir: Path, *, trainable: bool = False) -
         return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
 
 
-def load_backbone(config: ModelConfig, *, device: torch.device | str | None = None, location: str | None = None):
+def load_backbone(
+    config: ModelConfig, *, device: torch.device | str | None = None, location: str | None = None,
+    safetensors_only: bool = False,
+):
     """The backbone of `config` on `device`: weights in the configured dtype, attention mode set (no LoRA yet).
 
     `location` overrides where the weights come from (a merged checkpoint inside a saved model folder); by
@@ -132,7 +138,8 @@ def load_backbone(config: ModelConfig, *, device: torch.device | str | None = No
     where = location or offline.resolve(config.backbone)
     dtype = resolve_dtype(config.dtype, device)
     model = load_base_model(
-        where, dtype=dtype, attn_implementation=config.attn_implementation, trust_remote_code=config.trust_remote_code
+        where, dtype=dtype, attn_implementation=config.attn_implementation, trust_remote_code=config.trust_remote_code,
+        safetensors_only=safetensors_only,
     )
     set_attention(model, config.attention)
     return model.to(device)

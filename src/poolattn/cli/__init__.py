@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from poolattn import __version__
+from poolattn.errors import UsageError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "study": ("poolattn.cli.study", "train and evaluate several designs and write a comparison report"),
@@ -23,8 +24,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("poolattn.cli.data", "rebuild the bundled training set and offline suite from packages"),
 }
 
-# Errors that are the user's to fix: printed as one line, no traceback (unless --verbose).
-_USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, FileNotFoundError, OSError, RuntimeError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("poolattn: interrupted", file=sys.stderr)
         return 130
-    except _USER_ERRORS as exc:
+    except UsageError as exc:  # a bad input, raised on purpose: one line; anything else keeps its traceback
         if verbose:
             raise
         print(f"poolattn {args.command}: error: {exc}", file=sys.stderr)

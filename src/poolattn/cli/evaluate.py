@@ -15,6 +15,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from poolattn.errors import InputError
+
 logger = logging.getLogger(__name__)
 
 
@@ -32,7 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--output", type=Path, help="folder for results.json and mteb's per-task files")
     parser.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default 32)")
-    parser.add_argument("--backbone", default=None, help="backbone for a design given by number (default smollm2-135m)")
+    parser.add_argument("--backbone", default=None,
+                        help="backbone for a design given by number (default smollm2-135m); for a saved folder "
+                        "whose poolattn.json names a local backbone path, that path (loaded only when given here)")
+    parser.add_argument("--trust_remote_code", action="store_true",
+                        help="let Python code shipped with the model run (off by default; only for sources you trust)")
     parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default=None,
                         help="weights dtype for poolattn models (default: the model's own; auto = float32 on CPU)")
     parser.add_argument("--suite-dir", type=Path, default=None, help="another offline suite folder (with manifest.json)")
@@ -70,7 +76,8 @@ def _load_encoder(args: argparse.Namespace) -> tuple[Any, str]:
         return encoder, encoder.name
     from poolattn.model import resolve_model
 
-    encoder = resolve_model(spec, backbone=args.backbone, dtype=args.dtype)
+    encoder = resolve_model(spec, backbone=args.backbone, dtype=args.dtype,
+                            trust_remote_code=args.trust_remote_code)
     if Path(spec).is_dir():
         return encoder, Path(spec).resolve().name
     return encoder, f"{args.backbone or 'smollm2-135m'}-design-{spec}-untrained"
@@ -96,16 +103,16 @@ def run(args: argparse.Namespace) -> int:
         return 0
     missing = [flag for flag, value in (("--model", args.model), ("--output", args.output)) if not value]
     if missing:
-        raise ValueError(f"evaluate needs {' and '.join(missing)} (or --list-tasks to see the offline suite)")
+        raise InputError(f"evaluate needs {' and '.join(missing)} (or --list-tasks to see the offline suite)")
     if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
+        raise InputError(f"--batch-size must be positive, got {args.batch_size}")
 
     from poolattn.evaluation.run import evaluate
     from poolattn.evaluation.tasks import get_tasks
 
     names = [name.strip() for name in args.tasks.split(",") if name.strip()]
     if not names:
-        raise ValueError("--tasks is empty; name tasks or use 'suite' for the offline suite")
+        raise InputError("--tasks is empty; name tasks or use 'suite' for the offline suite")
     tasks = get_tasks(names, suite_dir=args.suite_dir)  # unknown names fail here, before the model loads
     encoder, model_name = _load_encoder(args)
     results = evaluate(

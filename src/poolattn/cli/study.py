@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from poolattn.cli.train import add_config_arguments, config_from_args
+from poolattn.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from poolattn.study.plan import describe, make_plan
 
     if args.design is not None:
-        raise ValueError("a study runs several designs: use --designs 1,5 (or study.designs in the config)")
+        raise InputError("a study runs several designs: use --designs 1,5 (or study.designs in the config)")
     config = config_from_args(args)
     overrides: dict = {}
     if args.designs:

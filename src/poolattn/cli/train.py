@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from poolattn.config import ConfigError
+
 # flag -> (config key, type, help). Names follow the paper / TrainingArguments where one exists.
 FLAGS: dict[str, tuple[str, Any, str]] = {
     # model
@@ -65,21 +67,23 @@ SWITCHES: dict[str, tuple[str, str]] = {
     "--fp16": ("train.fp16", "float16 autocast"),
     "--gradient_checkpointing": ("train.gradient_checkpointing", "recompute activations to save memory"),
     "--skip_nonfinite": ("train.skip_nonfinite", "skip a batch whose loss is NaN/inf instead of stopping"),
+    "--strict": ("data.strict", "an unknown field in a training record is an error, not a warning"),
     "--overwrite_output_dir": ("train.overwrite_output_dir", "replace a previous run in --output_dir"),
     "--disable_tqdm": ("train.disable_tqdm", "no progress bar"),
+    "--trust_remote_code": ("model.trust_remote_code", "run the backbone's own Python code (hub models that need it)"),
     "--grad_cache": ("loss.grad_cache", "two-pass GradCache (default: when a step holds more than one chunk)"),
 }
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 
 
-def _switch(value: str | None) -> bool:
+def _switch(value: str | None, flag: str = "a switch") -> bool:
     """`--bf16` alone means true; `--bf16 False` is accepted too, as HfArgumentParser does."""
     if value is None:
         return True
     if value.lower() in _TRUE | _FALSE:
         return value.lower() in _TRUE
-    raise argparse.ArgumentTypeError(f"expected true/false, got {value!r}")
+    raise ConfigError(f"{flag} {value!r}: expected true or false (or the flag alone for true)")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -102,13 +106,18 @@ def config_from_args(args: argparse.Namespace):
     if args.design is not None:
         config = merge(config, get_design(args.design).overrides())
     if args.config:
-        config = merge(config, load_yaml(args.config))
+        data = load_yaml(args.config)
+        try:
+            config = merge(config, data)
+        except ConfigError as exc:
+            raise ConfigError(f"config file {args.config!r}: {exc}") from None
     flags: dict[str, Any] = {}
+    switch_flags = {key: flag for flag, (key, _) in SWITCHES.items()}
     for key, value in vars(args).items():
         if "." not in key:
             continue
-        if key in {k for k, _ in SWITCHES.values()}:
-            flags[key] = _switch(value)
+        if key in switch_flags:
+            flags[key] = _switch(value, switch_flags[key])
         elif value is not None:
             flags[key] = value
     if flags:

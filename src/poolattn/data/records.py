@@ -7,14 +7,20 @@ indexed by byte offset and read line by line when a batch needs them, so large f
 
 Accepted fields: `query`; `positive` (or `postive`, as the paper's published data spells it); `negative` or
 `negatives` (a string, a list of strings, or absent); optional `instruction`, or `task` mapped to an
-instruction (data/prompts.py); optional `id` and `source`.
+instruction (data/prompts.py); optional `id` and `source`. Any other field is reported (a warning with the first
+line numbers, or with `strict=True` a bad record), since it is most often a misspelt one (`negatvie`).
+
+Files are UTF-8 (a leading byte-order mark is accepted); a line that is not is a bad record, named by file, line
+and byte offset.
 """
 
 from __future__ import annotations
 
+import difflib
 import gzip
 import json
 import logging
+import zlib
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,10 +31,12 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from poolattn.data.prompts import task_instruction
+from poolattn.errors import InputError, InputNotFoundError, UsageError
 
 logger = logging.getLogger(__name__)
 
 BUNDLED_TRAINING_SET = "train/triples.jsonl.gz"
+KNOWN_FIELDS = ("query", "positive", "postive", "negative", "negatives", "instruction", "task", "id", "source")
 
 
 @dataclass
@@ -43,7 +51,7 @@ class Record:
     source: str | None = None
 
 
-class BadRecordError(ValueError):
+class BadRecordError(UsageError, ValueError):
     """A training record is malformed; the message names where and which field."""
 
     def __init__(self, where: str, problem: str) -> None:
@@ -149,7 +157,7 @@ class TripleDataset(Dataset):
         if self._handle is None:
             self._handle = open(self._path, "rb")
         self._handle.seek(self._offsets[index])
-        line = self._handle.readline().decode("utf-8")
+        line = self._handle.readline().decode("utf-8-sig")
         return parse_record(json.loads(line), f"{self._path}", self._ids[index], self._default_instruction)
 
     def __getstate__(self) -> dict:  # DataLoader workers reopen the file
@@ -163,92 +171,144 @@ class TripleDataset(Dataset):
         return TripleDataset(records, LoadReport(f"{self.report.name} (subset)", kept=len(records)))
 
 
-def _open_text(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+def _lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
+    """(line number, byte offset, raw line) of a .jsonl or .jsonl.gz file; offsets index the uncompressed bytes."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            offset = 0
+            for number, raw in enumerate(handle, start=1):
+                yield number, offset, raw
+                offset += len(raw)
+    except (gzip.BadGzipFile, zlib.error, EOFError) as exc:
+        raise InputError(f"training data {str(path)!r} is not a readable gzip file ({exc}); compress it again "
+                         "(gzip FILE) or give the uncompressed .jsonl") from None
 
 
-def _json_lines(path: Path) -> Iterator[tuple[int, int, str]]:
-    """(line number, byte offset, line) of a .jsonl file, for offset indexing."""
-    with open(path, "rb") as handle:
-        offset = 0
-        for number, raw in enumerate(handle, start=1):
-            yield number, offset, raw.decode("utf-8")
-            offset += len(raw)
+def _decode(raw: bytes, where: str, offset: int = 0) -> str:
+    """UTF-8 text of `raw` (a leading byte-order mark dropped).
+
+    Raises:
+        BadRecordError: naming the first bad byte and its offset in the file.
+    """
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BadRecordError(
+            where, f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte offset {offset + exc.start} of the file); "
+            "save the file as UTF-8"
+        ) from None
 
 
-def load_file(path: str | Path, *, on_bad_record: str = "error", default_instruction: str | None = None) -> TripleDataset:
+def unknown_fields(obj: Any) -> list[str]:
+    """Fields of a raw record that poolattn does not read (see KNOWN_FIELDS)."""
+    return sorted(key for key in obj if key not in KNOWN_FIELDS) if isinstance(obj, dict) else []
+
+
+class _UnknownFields:
+    """Collects unknown field names and the first line numbers they appear on, for one warning at the end."""
+
+    def __init__(self, path: Path, strict: bool) -> None:
+        self.path, self.strict = path, strict
+        self.seen: dict[str, list[str]] = {}
+
+    def check(self, obj: Any, where: str, line: str) -> None:
+        for key in unknown_fields(obj):
+            if self.strict:
+                close = difflib.get_close_matches(key, KNOWN_FIELDS, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise BadRecordError(where, f"unknown field '{key}'{hint}; known fields: {list(KNOWN_FIELDS)}")
+            self.seen.setdefault(key, []).append(line)
+
+    def warn(self) -> None:
+        for key, lines in self.seen.items():
+            close = difflib.get_close_matches(key, KNOWN_FIELDS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            logger.warning("%s: unknown field '%s'%s ignored in %d records (first: %s); --strict makes it an error",
+                           self.path, key, hint, len(lines), ", ".join(lines[:5]))
+
+
+def load_file(path: str | Path, *, on_bad_record: str = "error", default_instruction: str | None = None,
+              strict: bool = False) -> TripleDataset:
     """Open a .json / .jsonl / .jsonl.gz file of records, validating every one.
 
     Raises:
         FileNotFoundError: no such file.
-        BadRecordError: a bad record while `on_bad_record == "error"`.
-        ValueError: no usable record.
+        BadRecordError: a bad record (not UTF-8, not JSON, a missing field; with `strict`, an unknown field)
+            while `on_bad_record == "error"`.
+        ValueError: no usable record, or a corrupt gzip file.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"training data {str(path)!r} does not exist")
+        raise InputNotFoundError(f"training data {str(path)!r} does not exist")
     report = LoadReport(str(path))
     name = path.name.removesuffix(".gz")
+    unknown = _UnknownFields(path, strict)
 
     def bad(error: BadRecordError) -> None:
         if on_bad_record == "error":
             raise error
         report.add_bad(error)
 
-    if name.endswith(".jsonl") and path.suffix != ".gz":
-        offsets, ids, sources = array("q"), [], []
-        for number, offset, line in _json_lines(path):
-            if not line.strip():
-                continue
+    if name.endswith(".jsonl"):
+        indexed = path.suffix != ".gz"  # uncompressed: keep byte offsets only, read records when needed
+        offsets, ids, sources, records = array("q"), [], [], []
+        for number, offset, raw in _lines(path):
             where = f"{path}:{number}"
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                bad(BadRecordError(where, f"not valid JSON ({exc.msg})"))
-                continue
-            try:
+                line = _decode(raw, where, offset)
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise BadRecordError(where, f"not valid JSON ({exc.msg})") from None
+                unknown.check(obj, where, str(number))
                 record = parse_record(obj, where, f"{path.name}:{number}", default_instruction)
             except BadRecordError as error:
                 bad(error)
                 continue
-            offsets.append(offset)
-            ids.append(record.id)
-            sources.append(record.source)
+            if indexed:
+                offsets.append(offset)
+                ids.append(record.id)
+                sources.append(record.source)
+            else:
+                records.append(record)
+        unknown.warn()
+        if not indexed:
+            report.kept = len(records)
+            return _non_empty(TripleDataset(records, report))
         report.kept = len(offsets)
         dataset = TripleDataset(None, report, path=path, offsets=offsets, ids=ids, default_instruction=default_instruction)
         dataset.sources = sources
         return _non_empty(dataset)
 
-    records: list[Record] = []
-    if name.endswith(".jsonl"):
-        with _open_text(path) as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{number}"
-                try:
-                    records.append(parse_record(json.loads(line), where, f"{path.name}:{number}", default_instruction))
-                except json.JSONDecodeError as exc:
-                    bad(BadRecordError(where, f"not valid JSON ({exc.msg})"))
-                except BadRecordError as error:
-                    bad(error)
-    elif name.endswith(".json"):
-        with _open_text(path) as handle:
-            try:
-                data = json.load(handle)
-            except json.JSONDecodeError as exc:
-                raise BadRecordError(f"{path}:{exc.lineno}", f"not valid JSON ({exc.msg})") from None
-        if isinstance(data, dict) and isinstance(data.get("data"), list):
-            data = data["data"]
-        if not isinstance(data, list):
-            raise BadRecordError(str(path), "a .json file must hold a list of records (or {\"data\": [...]})")
-        for i, obj in enumerate(data):
-            try:
-                records.append(parse_record(obj, f"{path} record {i}", f"{path.name}:{i}", default_instruction))
-            except BadRecordError as error:
-                bad(error)
-    else:
-        raise ValueError(f"training data {str(path)!r}: use .json, .jsonl or .jsonl.gz")
+    if not name.endswith(".json"):
+        raise InputError(f"training data {str(path)!r}: use .json, .jsonl or .jsonl.gz")
+    raw = b"".join(raw for _, _, raw in _lines(path))
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise BadRecordError(f"{path}:{line}", f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte offset "
+                             f"{exc.start} of the file); save the file as UTF-8") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadRecordError(f"{path}:{exc.lineno}", f"not valid JSON ({exc.msg})") from None
+    if isinstance(data, dict) and isinstance(data.get("data"), list):
+        data = data["data"]
+    if not isinstance(data, list):
+        raise BadRecordError(str(path), "a .json file must hold a list of records (or {\"data\": [...]})")
+    records = []
+    for i, obj in enumerate(data):
+        where = f"{path} record {i}"
+        try:
+            unknown.check(obj, where, f"record {i}")
+            records.append(parse_record(obj, where, f"{path.name}:{i}", default_instruction))
+        except BadRecordError as error:
+            bad(error)
+    unknown.warn()
     report.kept = len(records)
     return _non_empty(TripleDataset(records, report))
 
@@ -273,7 +333,7 @@ def load_hf_dataset(name: str, *, split: str = "train", on_bad_record: str = "er
         ) from exc
     columns = set(rows.column_names)
     if "query" not in columns or not ({"positive", "postive"} & columns):
-        raise ValueError(
+        raise InputError(
             f"dataset {name!r} has columns {sorted(columns)}; training needs 'query' and 'positive' "
             "(or 'postive'), optionally 'negative'/'negatives' and 'instruction'"
         )
@@ -299,7 +359,7 @@ def bundled_training_set(default_instruction: str | None = None) -> TripleDatase
 def _non_empty(dataset: TripleDataset) -> TripleDataset:
     if len(dataset) == 0:
         extra = f" ({dataset.report.skipped} bad records skipped)" if dataset.report.skipped else ""
-        raise ValueError(f"training data {dataset.report.name} has no usable records{extra}")
+        raise InputError(f"training data {dataset.report.name} has no usable records{extra}")
     if dataset.report.skipped:
         logger.warning("%s", dataset.report.summary())
     return dataset

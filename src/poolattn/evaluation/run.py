@@ -29,6 +29,7 @@ from mteb import AbsTask
 from threadpoolctl import threadpool_info, threadpool_limits
 from tqdm.auto import tqdm
 
+from poolattn.errors import InputError, UsageError
 from poolattn.evaluation import items
 from poolattn.evaluation.mteb import MtebAdapter, TextEncoder
 from poolattn.evaluation.tasks import get_tasks, is_offline_task, task_category
@@ -36,7 +37,7 @@ from poolattn.evaluation.tasks import get_tasks, is_offline_task, task_category
 logger = logging.getLogger(__name__)
 
 
-class HubUnreachableError(RuntimeError):
+class HubUnreachableError(UsageError, RuntimeError):
     """An MTEB task needed its data from the Hugging Face hub and the hub could not be reached."""
 
 
@@ -238,7 +239,7 @@ def evaluate(
         HubUnreachableError: an MTEB task's data could not be fetched; the original error is the __cause__.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+        raise InputError(f"batch_size must be positive, got {batch_size}")
     task_objects = _resolve(tasks, suite_dir)
     instructions = {t.metadata.name: t.entry.instruction for t in task_objects if is_offline_task(t)}
     adapter = MtebAdapter(encoder, model_name=model_name, instructions=instructions)

@@ -36,6 +36,7 @@ from mteb.abstasks import (
 from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
 from mteb.types import Licenses
 
+from poolattn.errors import InputError, InputNotFoundError, UsageError
 from poolattn.evaluation.instructions import category_from_mteb_type
 
 logger = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ _REQUIRED_PAYLOAD_KEYS = {
 _LICENSES = frozenset(get_args(Licenses))
 
 
-class UnknownTaskError(ValueError):
+class UnknownTaskError(UsageError, ValueError):
     """A task name that is neither in the offline suite nor in MTEB."""
 
 
@@ -106,14 +107,14 @@ class SuiteEntry:
 
     def __post_init__(self) -> None:
         if self.category not in SUITE_CATEGORIES:
-            raise ValueError(
+            raise InputError(
                 f"manifest entry {self.name!r}: unknown category {self.category!r}; "
                 f"choose one of {list(SUITE_CATEGORIES)}"
             )
         if not self.main_score:
             object.__setattr__(self, "main_score", DEFAULT_MAIN_SCORE[self.category])
         if not re.fullmatch(_MAIN_SCORE_PATTERN[self.category], self.main_score):
-            raise ValueError(
+            raise InputError(
                 f"manifest entry {self.name!r}: main_score {self.main_score!r} is not a {self.category} metric mteb "
                 f"reports; use e.g. {DEFAULT_MAIN_SCORE[self.category]!r}"
             )
@@ -122,7 +123,7 @@ class SuiteEntry:
     def from_json(cls, raw: dict[str, Any]) -> SuiteEntry:
         missing = [key for key in ("name", "category", "file") if not raw.get(key)]
         if missing:
-            raise ValueError(f"manifest entry {raw!r} lacks {missing}; every entry needs name, category and file")
+            raise InputError(f"manifest entry {raw!r} lacks {missing}; every entry needs name, category and file")
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{key: value for key, value in raw.items() if key in known})
 
@@ -146,18 +147,18 @@ def read_manifest(suite_dir: Path | None = None) -> list[SuiteEntry]:
     folder = Path(suite_dir) if suite_dir is not None else default_suite_dir()
     path = folder / "manifest.json"
     if not path.is_file():
-        raise FileNotFoundError(
+        raise InputNotFoundError(
             f"no offline suite at {folder}: manifest.json is missing. The suite's data files are built into "
             "src/poolattn/resources/suite/; pass another folder with --suite-dir."
         )
     raw = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(raw, list):
-        raise TypeError(f"{path}: expected a JSON list of task entries, got {type(raw).__name__}")
+        raise InputError(f"{path}: expected a JSON list of task entries, got {type(raw).__name__}")
     entries = [SuiteEntry.from_json(item) for item in raw]
     names = [entry.name for entry in entries]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
-        raise ValueError(f"{path}: task names must be unique; repeated: {duplicates}")
+        raise InputError(f"{path}: task names must be unique; repeated: {duplicates}")
     return entries
 
 
@@ -195,7 +196,7 @@ def _read_payload(entry: SuiteEntry, suite_dir: Path, revision: str) -> dict[str
     payload = json.loads(gzip.decompress(raw).decode("utf-8"))
     missing = [key for key in _REQUIRED_PAYLOAD_KEYS[entry.category] if key not in payload]
     if missing:
-        raise ValueError(
+        raise InputError(
             f"{path}: a {entry.category} payload needs keys {list(_REQUIRED_PAYLOAD_KEYS[entry.category])}; "
             f"missing {missing}"
         )
@@ -206,12 +207,12 @@ def _columns(split: dict[str, list[Any]], names: Sequence[str], where: str) -> d
     """The named columns of a split, checked to exist and to have one length."""
     missing = [name for name in names if name not in split]
     if missing:
-        raise ValueError(f"{where}: missing columns {missing}; expected {list(names)}")
+        raise InputError(f"{where}: missing columns {missing}; expected {list(names)}")
     lengths = {name: len(split[name]) for name in names}
     if len(set(lengths.values())) != 1:
-        raise ValueError(f"{where}: columns differ in length {lengths}")
+        raise InputError(f"{where}: columns differ in length {lengths}")
     if not next(iter(lengths.values())):
-        raise ValueError(f"{where}: the split is empty")
+        raise InputError(f"{where}: the split is empty")
     return {name: list(split[name]) for name in names}
 
 
@@ -231,7 +232,7 @@ def _retrieval_split(payload: dict[str, Any], where: str) -> RetrievalSplitData:
     unknown_queries = sorted(set(qrels) - set(queries))[:5]
     unknown_docs = sorted({doc for hits in qrels.values() for doc in hits} - set(corpus))[:5]
     if unknown_queries or unknown_docs:
-        raise ValueError(f"{where}: qrels name unknown query ids {unknown_queries} or document ids {unknown_docs}")
+        raise InputError(f"{where}: qrels name unknown query ids {unknown_queries} or document ids {unknown_docs}")
     return RetrievalSplitData(
         queries=Dataset.from_dict({"id": list(queries), "text": list(queries.values())}),
         corpus=Dataset.from_dict({"id": list(corpus), "text": list(corpus.values())}),
@@ -265,7 +266,7 @@ def _reranking_split(payload: dict[str, Any], where: str) -> RetrievalSplitData:
     if skipped:
         logger.warning("%s: skipped %d queries without positives or negatives", where, skipped)
     if not query_ids:
-        raise ValueError(f"{where}: no query has both a positive and a negative")
+        raise InputError(f"{where}: no query has both a positive and a negative")
     return RetrievalSplitData(
         queries=Dataset.from_dict({"id": query_ids, "text": query_texts}),
         corpus=Dataset.from_dict({"id": doc_ids, "text": doc_texts}),
@@ -329,7 +330,7 @@ class SuitePairClassificationTask(_SuiteTask, AbsTaskPairClassification):
         test = _columns(payload["test"], ("sentence1", "sentence2", "label"), f"{where} test")
         bad = sorted({label for label in test["label"] if label not in (0, 1)})
         if bad:
-            raise ValueError(f"{where}: pair labels must be 0 or 1, found {bad}")
+            raise InputError(f"{where}: pair labels must be 0 or 1, found {bad}")
         return {
             "test": Dataset.from_dict(
                 {"sentence1": test["sentence1"], "sentence2": test["sentence2"], "labels": test["label"]}
@@ -418,7 +419,7 @@ def suite_task_class(entry: SuiteEntry, suite_dir: Path) -> type[AbsTask]:
     """The task class for one manifest entry: the category's class plus this entry's metadata."""
     payload_path = suite_dir / entry.file
     if not payload_path.is_file():
-        raise FileNotFoundError(f"offline task {entry.name!r}: data file {payload_path} is missing")
+        raise InputNotFoundError(f"offline task {entry.name!r}: data file {payload_path} is missing")
     revision = _revision(payload_path.read_bytes())
     key = (suite_dir.resolve(), repr(entry), revision)  # a rebuilt entry or data file gets a fresh class
     if key not in _CLASS_CACHE:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from poolattn.errors import InputError
 from poolattn.losses.grad_cache import ContrastiveStep, NonFiniteLossError, StepResult
 from poolattn.losses.info_nce import InfoNCELoss
 
@@ -12,7 +13,7 @@ LOSSES: dict[str, type[nn.Module]] = {"info_nce": InfoNCELoss}
 
 def build_loss(name: str, **kwargs) -> nn.Module:
     if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}")
+        raise InputError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}")
     return LOSSES[name](**kwargs)
 
 

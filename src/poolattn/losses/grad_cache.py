@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from poolattn.errors import UsageError
 from poolattn.features import Tokenized
 from poolattn.losses.gather import gather_with_local_grad, rank, world_size
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(UsageError, FloatingPointError):
     """The loss of a batch is NaN or infinite; raised before any gradient touches the weights."""
 
     def __init__(self, value: float, record_ids: Sequence[str], step: int | None = None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from poolattn.config import PoolingConfig
+from poolattn.errors import InputError
 from poolattn.pooling.base import BackboneDims, Pooler
 from poolattn.pooling.eos import EosPooler
 from poolattn.pooling.latent import LatentPooler
@@ -20,7 +21,7 @@ POOLERS: dict[str, type[Pooler]] = {
 def pooler_class(name: str) -> type[Pooler]:
     """The registered head called `name` (never a dotted path read from a file)."""
     if name not in POOLERS:
-        raise ValueError(f"unknown pooling {name!r}; choose one of {sorted(POOLERS)}")
+        raise InputError(f"unknown pooling {name!r}; choose one of {sorted(POOLERS)}")
     return POOLERS[name]
 
 

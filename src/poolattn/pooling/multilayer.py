@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from poolattn.config import PoolingConfig
+from poolattn.errors import InputError
 from poolattn.pooling.base import BackboneDims, Pooler, last_token_index, masked_mean
 from poolattn.pooling.resampler import LatentResampler, resampler_size
 
@@ -27,7 +28,7 @@ def resolve_layers(layers: list[int] | None, num_layers: int) -> list[int]:
     out = [i + num_layers + 1 if i < 0 else i for i in layers]
     bad = [layer for layer, i in zip(layers, out) if not 0 <= i <= num_layers]
     if bad:
-        raise ValueError(f"pooling.layers has {bad}: the backbone has hidden states 0..{num_layers} (0 = embeddings)")
+        raise InputError(f"pooling.layers has {bad}: the backbone has hidden states 0..{num_layers} (0 = embeddings)")
     return out
 
 

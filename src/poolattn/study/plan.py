@@ -12,6 +12,7 @@ from typing import Any
 
 from poolattn.config import Config, merge
 from poolattn.designs import Design, get_design
+from poolattn.errors import InputError
 
 RUNS_DIR = "runs"
 # the only settings allowed to differ between the designs of one study
@@ -77,7 +78,7 @@ def check_controlled(runs: list[RunPlan]) -> None:
         allowed = DESIGN_KEYS | (SEED_KEYS if run.seed != trained[0].seed else set())
         differing = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k) and k not in allowed)
         if differing:
-            raise ValueError(f"study runs {trained[0].key} and {run.key} differ in {['.'.join(k) for k in differing]}")
+            raise InputError(f"study runs {trained[0].key} and {run.key} differ in {['.'.join(k) for k in differing]}")
 
 
 def expand_tasks(names: list[str]) -> list[str]:
@@ -122,7 +123,7 @@ def make_plan(config: Config) -> StudyPlan:
         design = get_design(entry)
         key = str(design.number) if design.number else design.name
         if key in seen:
-            raise ValueError(f"study.designs lists design {entry!r} twice")
+            raise InputError(f"study.designs lists design {entry!r} twice")
         seen.add(key)
         if config.study.seeds is None:
             folder = out / RUNS_DIR / key

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import platform
-import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -75,7 +74,7 @@ class _Eta:
 
 
 def _train_run(run: RunPlan, force: bool) -> dict[str, Any]:
-    from poolattn.training.run import SUMMARY, train
+    from poolattn.training.run import SUMMARY, remove_run, train
 
     config = run.config
     summary_file = run.model_dir / SUMMARY
@@ -83,7 +82,7 @@ def _train_run(run: RunPlan, force: bool) -> dict[str, Any]:
         logger.info("%s: reusing the trained model in %s", run.label, run.model_dir)
     else:
         if force and run.model_dir.exists():
-            shutil.rmtree(run.model_dir)
+            remove_run(run.model_dir, flag="--force")
         if any(run.model_dir.glob("checkpoint-*")):
             config = merge(config, {"train": {"resume_from_checkpoint": "latest"}})
             logger.info("%s: resuming training from the latest checkpoint", run.label)
@@ -108,7 +107,9 @@ def _evaluate_run(run: RunPlan, tasks: list[str], progress: bool,
 
     eval_dtype = run.config.eval.dtype
     if run.trained:
-        model = Embedder.load(run.model_dir, dtype=eval_dtype)
+        # the backbone and trust come from this study's config (the caller), not from the folder being loaded
+        model = Embedder.load(run.model_dir, dtype=eval_dtype, backbone=run.config.model.backbone,
+                              trust_remote_code=run.config.model.trust_remote_code)
     else:
         model = Embedder.from_config(merge(run.config, {"model": {"dtype": eval_dtype}}).model).merge_lora()
     start = time.perf_counter()

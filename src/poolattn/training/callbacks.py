@@ -1,4 +1,4 @@
-"""Training callbacks: the held-out retrieval check.
+"""Training callbacks: the held-out retrieval check, and TensorBoard logging that understands our config.
 
 A cheap in-training signal that ranked every run the same way as a much longer retrieval evaluation (see
 FIELD-NOTES): each held-back query must find its own positive among all held-back positives. Measured before the
@@ -7,12 +7,14 @@ first step, every `eval_steps`, and after the last; written to `holdout.json` in
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
 
 import numpy as np
 from transformers import TrainerCallback
+from transformers.integrations import TensorBoardCallback
 
 from poolattn.data.records import Record
 
@@ -72,3 +74,18 @@ class HoldoutCallback(TrainerCallback):
                 self._measure(state.global_step)
             logger.info("held-out check after training: %s (before: %s)", self.history[-1], self.before)
             self._write()
+
+
+class PoolattnTensorBoardCallback(TensorBoardCallback):
+    """transformers' TensorBoard logger (`--report_to tensorboard`) for an `Embedder`.
+
+    The stock callback writes `model.config.to_json_string()`, which only a transformers PretrainedConfig has;
+    an Embedder's config is our ModelConfig dataclass, so it crashed at the first step. This one writes the
+    ModelConfig as JSON text and logs the scalars (loss, learning rate, loss scale, contrastive batch) as before.
+    """
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        super().on_train_begin(args, state, control, **kwargs)
+        config = getattr(model, "config", None)
+        if self.tb_writer is not None and dataclasses.is_dataclass(config):
+            self.tb_writer.add_text("model_config", json.dumps(dataclasses.asdict(config), indent=2))

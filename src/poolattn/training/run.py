@@ -17,11 +17,15 @@ from poolattn.config import Config
 from poolattn.data.collator import TripletCollator
 from poolattn.data.records import TripleDataset, bundled_training_set, load_file, load_hf_dataset
 from poolattn.data.sampler import SourceBatchSampler
+from poolattn.errors import InputError, InputNotFoundError, OutputPathError
 from poolattn.losses import ContrastiveStep, build_loss
 
 logger = logging.getLogger(__name__)
 
 RUN_CONFIG = "run_config.yaml"
+# Written into every output folder poolattn prepares: --overwrite_output_dir and `study --force` remove only a
+# folder that carries it, so nothing the user made is ever deleted.
+RUN_MARKER = "poolattn_run.json"
 SUMMARY = "train_summary.json"
 # Fields that may change between the first launch and a resumed one without making it "a different run".
 _RESUMABLE_FIELDS = {
@@ -45,11 +49,12 @@ def load_training_data(config: Config) -> TripleDataset:
     data = config.data
     if data.dataset_file_path:
         dataset = load_file(data.dataset_file_path, on_bad_record=data.on_bad_record,
-                            default_instruction=data.default_instruction)
+                            default_instruction=data.default_instruction, strict=data.strict)
     elif data.dataset_name:
         path = Path(data.dataset_name)
         if path.is_file():
-            dataset = load_file(path, on_bad_record=data.on_bad_record, default_instruction=data.default_instruction)
+            dataset = load_file(path, on_bad_record=data.on_bad_record, default_instruction=data.default_instruction,
+                                strict=data.strict)
         else:
             dataset = load_hf_dataset(data.dataset_name, split=data.dataset_split, on_bad_record=data.on_bad_record,
                                       default_instruction=data.default_instruction)
@@ -65,7 +70,7 @@ def split_holdout(dataset: TripleDataset, count: int, max_records: int | None) -
     held: list[int] = []
     if count:
         if count >= len(indices):
-            raise ValueError(f"data.holdout={count} leaves no training records (the dataset has {len(indices)})")
+            raise InputError(f"data.holdout={count} leaves no training records (the dataset has {len(indices)})")
         stride = len(indices) / count
         held = sorted({int(i * stride) for i in range(count)})
     held_set = set(held)
@@ -94,37 +99,94 @@ def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> 
     return out
 
 
-def check_output_dir(config: Config) -> None:
-    """Refuse to mix two runs in one folder; say how to resume or start over.
+def _why_not_removable(folder: Path) -> str | None:
+    """Why poolattn must not delete `folder` (None: it is a run poolattn made, in a harmless place)."""
+    resolved = folder.resolve()
+    if folder.is_symlink():
+        return "it is a symbolic link"
+    if resolved == Path(resolved.anchor) or resolved == Path.home().resolve():
+        return "it is the filesystem root or your home folder"
+    if Path.cwd().resolve().is_relative_to(resolved):
+        return "it is the current folder or one above it"
+    if not (folder / RUN_MARKER).is_file():
+        return f"it has no {RUN_MARKER}, so it is not a run folder poolattn made"
+    return None
+
+
+def remove_run(folder: Path, *, flag: str = "--overwrite_output_dir") -> None:
+    """Delete a previous run folder, only if poolattn made it (see RUN_MARKER).
 
     Raises:
-        FileExistsError: the folder holds another run, or this run's checkpoints without --resume_from_checkpoint.
+        OutputPathError: the folder is not a poolattn run, or a place never to delete (/, ~, the current folder).
+    """
+    why = _why_not_removable(folder)
+    if why:
+        raise OutputPathError(
+            f"{flag}: will not delete {str(folder)!r}: {why}. Choose another --output_dir, or remove it yourself"
+        )
+    logger.warning("%s: removing the previous run in %s", flag, folder)
+    shutil.rmtree(folder)
+
+
+def check_output_dir(config: Config) -> bool:
+    """Refuse to mix two runs in one folder; say how to resume or start over. Deletes nothing.
+
+    Returns:
+        True when --overwrite_output_dir will replace a previous poolattn run in the folder.
+
+    Raises:
+        FileExistsError: the folder holds another run, or this run's checkpoints without --resume_from_checkpoint,
+            or --overwrite_output_dir names a folder poolattn did not make.
     """
     out = Path(config.train.output_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputPathError(f"output_dir {str(out)!r} is a file; choose a folder for --output_dir")
     if not out.exists() or not any(p for p in out.iterdir() if p.name != ".staging"):
-        return
+        return False
     if config.train.overwrite_output_dir:
-        logger.warning("--overwrite_output_dir: removing the previous run in %s", out)
-        shutil.rmtree(out)
-        return
+        why = _why_not_removable(out)
+        if why:
+            raise OutputPathError(
+                f"--overwrite_output_dir: will not delete {str(out)!r}: {why}. Choose another --output_dir, or "
+                "remove it yourself"
+            )
+        return True
     saved = out / RUN_CONFIG
     if not saved.is_file():
-        raise FileExistsError(
+        raise OutputPathError(
             f"output_dir {str(out)!r} is not empty and holds no poolattn run; choose another --output_dir "
-            "or pass --overwrite_output_dir"
+            "(--overwrite_output_dir only replaces a previous poolattn run)"
         )
     differences = _differences(yaml.safe_load(saved.read_text()), config.to_dict())
     if differences:
-        raise FileExistsError(
+        raise OutputPathError(
             f"output_dir {str(out)!r} holds a different run ({'; '.join(differences[:6])}); choose another "
             "--output_dir, or pass --overwrite_output_dir to replace it"
         )
     has_checkpoints = any(out.glob("checkpoint-*"))
     if has_checkpoints and not config.train.resume_from_checkpoint:
-        raise FileExistsError(
+        raise OutputPathError(
             f"output_dir {str(out)!r} already holds checkpoints of this run; pass --resume_from_checkpoint latest "
             "to continue it, or --overwrite_output_dir to start over"
         )
+    return False
+
+
+def prepare_output_dir(config: Config) -> Path:
+    """Check the output folder, replace a previous run if asked, and mark the folder as a poolattn run.
+
+    Call it on the main process only, after the data and config are validated (a broken dataset deletes nothing).
+    """
+    from poolattn import __version__
+
+    out = Path(config.train.output_dir)
+    if check_output_dir(config):
+        remove_run(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / RUN_MARKER).is_file():
+        (out / RUN_MARKER).write_text(json.dumps({"poolattn_version": __version__}) + "\n")
+    (out / RUN_CONFIG).write_text(config.to_yaml())
+    return out
 
 
 def build_step(config: Config, collate) -> ContrastiveStep:
@@ -148,8 +210,9 @@ def train(config: Config, *, callbacks: list | None = None) -> TrainResult:
 
     start = time.perf_counter()
     resume = config.train.resume_from_checkpoint
-    check_output_dir(config)
     args = to_training_arguments(config)
+    if args.process_index == 0:
+        check_output_dir(config)  # fail before any work
     dataset, held = split_holdout(load_training_data(config), config.data.holdout, config.data.max_records)
     model = Embedder.from_config(config.model, device=args.device)
     if config.train.attn_implementation and config.train.attn_implementation != config.model.attn_implementation:
@@ -172,6 +235,10 @@ def train(config: Config, *, callbacks: list | None = None) -> TrainResult:
         seed=config.train.seed, same_source=config.data.same_source_batches,
     )
     collator = TripletCollator(model.text_tokenizer)
+    # only now, with data, model and loss built, is anything deleted or written
+    with args.main_process_first(local=False, desc="preparing the output folder"):
+        if args.process_index == 0:  # one process deletes and writes; the others wait (no torchrun race)
+            prepare_output_dir(config)
     trainer = PoolattnTrainer(
         model=model, args=args, train_dataset=dataset, data_collator=collator,
         step=step, batch_sampler=sampler, loss_scale=config.loss.scale, contrastive_batch=contrastive,
@@ -182,15 +249,12 @@ def train(config: Config, *, callbacks: list | None = None) -> TrainResult:
         holdout = HoldoutCallback(trainer, held, config.train.eval_steps, config.train.output_dir)
         trainer.add_callback(holdout)
     out = Path(config.train.output_dir)
-    if args.should_save:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / RUN_CONFIG).write_text(config.to_yaml())
     if resume == "latest":
         from transformers.trainer_utils import get_last_checkpoint
 
         resume = get_last_checkpoint(str(out))
         if resume is None:
-            raise FileNotFoundError(f"--resume_from_checkpoint latest: no checkpoint-N folder in {str(out)!r}")
+            raise InputNotFoundError(f"--resume_from_checkpoint latest: no checkpoint-N folder in {str(out)!r}")
     output = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(str(out))
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]

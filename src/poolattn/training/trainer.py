@@ -25,13 +25,16 @@ import torch
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 from transformers import Trainer, TrainingArguments
+from transformers.integrations import TensorBoardCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
-from poolattn.config import Config
+from poolattn.config import Config, ConfigError
 from poolattn.data.sampler import SourceBatchSampler
+from poolattn.errors import InputError, InputNotFoundError
 from poolattn.losses import ContrastiveStep, NonFiniteLossError
 from poolattn.losses.gather import world_size
 from poolattn.model import ADAPTER_DIR, POOLER_FILE
+from poolattn.training.callbacks import PoolattnTensorBoardCallback
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +80,11 @@ def to_training_arguments(config: Config, **overrides: Any) -> TrainingArguments
     # non-reentrant: GradCache takes parameter gradients with torch.autograd.grad, which reentrant checkpoints refuse
     kwargs[f"{prefix}_checkpointing_kwargs"] = {"use_reentrant": False}
     kwargs.update(overrides)
-    return TrainingArguments(**kwargs)
+    try:
+        return TrainingArguments(**kwargs)
+    except ValueError as exc:  # transformers' own checks of the values we pass through (scheduler name, ...)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"the train settings were refused by transformers.TrainingArguments: {first}") from exc
 
 
 class PoolattnTrainer(Trainer):
@@ -100,6 +107,9 @@ class PoolattnTrainer(Trainer):
         super().__init__(
             model=model, args=args, train_dataset=train_dataset, data_collator=data_collator, callbacks=callbacks
         )
+        if any(isinstance(cb, TensorBoardCallback) for cb in self.callback_handler.callbacks):
+            self.remove_callback(TensorBoardCallback)  # its on_train_begin expects a transformers config
+            self.add_callback(PoolattnTensorBoardCallback())
         self.step = step
         self.batch_sampler = batch_sampler
         self.loss_scale = loss_scale
@@ -187,9 +197,9 @@ class PoolattnTrainer(Trainer):
         if adapter.is_file():
             result = set_peft_model_state_dict(embedder.backbone, load_file(str(adapter)))
             if getattr(result, "unexpected_keys", None):
-                raise ValueError(f"checkpoint {folder} does not match this model: {result.unexpected_keys[:5]}")
+                raise InputError(f"checkpoint {folder} does not match this model: {result.unexpected_keys[:5]}")
         elif hasattr(embedder.backbone, "peft_config"):
-            raise FileNotFoundError(f"checkpoint {folder} has no {ADAPTER_DIR}/adapter_model.safetensors")
+            raise InputNotFoundError(f"checkpoint {folder} has no {ADAPTER_DIR}/adapter_model.safetensors")
         pooler = folder / POOLER_FILE
         if pooler.is_file():
             embedder.pooler.load_state_dict(load_file(str(pooler)))
