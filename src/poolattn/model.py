@@ -136,6 +136,33 @@ class Embedder(nn.Module):
     def embedding_dim(self) -> int:
         return self.pooler.output_dim
 
+    def get_sentence_embedding_dimension(self) -> int:
+        """`embedding_dim` under sentence-transformers' name."""
+        return self.embedding_dim
+
+    @property
+    def max_length(self) -> int:
+        """Tokens per text at inference, EOS included; the saved training length (config.max_length) by default.
+
+        Settable up to the backbone's context (`max_position_embeddings`); the saved model keeps its training
+        length.
+        """
+        return self.text_tokenizer.max_length
+
+    @max_length.setter
+    def max_length(self, value: int) -> None:
+        self.text_tokenizer.max_length = self._checked_max_length(value)
+
+    def _checked_max_length(self, value: int) -> int:
+        context = getattr(self.backbone.config, "max_position_embeddings", None)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+            raise ValueError(f"max_length={value!r} must be an integer >= 2 (room for text and the EOS token)")
+        if context is not None and value > context:
+            raise ValueError(
+                f"max_length={value} is longer than the backbone's context of {context} tokens; choose <= {context}"
+            )
+        return value
+
     def tokenize(self, texts: Sequence[str], instructions: Sequence[str | None] | None = None) -> dict[str, Tensor]:
         """Padded features (input_ids, attention_mask, pool_mask, position_ids) for `forward`."""
         return self.text_tokenizer(texts, instructions)
@@ -218,7 +245,7 @@ class Embedder(nn.Module):
         if cut:
             logger.warning(
                 "%d of %d texts were longer than max_length=%d tokens and were truncated",
-                cut, len(texts), self.config.max_length,
+                cut, len(texts), self.max_length,
             )
         order = sorted(range(len(items)), key=lambda i: -len(items[i].ids))
         batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
