@@ -47,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", default=None, help="backbone for a design given by number (default smollm2-135m)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default=None)
+    parser.add_argument("--max_length", "--max-length", type=int, default=None, metavar="N",
+                        help="tokens per text, EOS included (default: the length the model was trained with; at "
+                        "most the backbone's context)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     texts, instructions = read_texts(args.input)
     if args.instruction is not None:
         instructions = [args.instruction] * len(texts)
-    model = resolve_model(args.model, backbone=args.backbone, dtype=args.dtype)
+    model = resolve_model(args.model, backbone=args.backbone, dtype=args.dtype, max_length=args.max_length)
     embeddings = model.encode(
         texts, instruction=instructions, batch_size=args.batch_size, show_progress=not args.no_progress
     )

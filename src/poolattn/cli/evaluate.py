@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", default=None, help="backbone for a design given by number (default smollm2-135m)")
     parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default=None,
                         help="weights dtype for poolattn models (default: the model's own; auto = float32 on CPU)")
+    parser.add_argument("--max_length", "--max-length", type=int, default=None, metavar="N",
+                        help="tokens per text for poolattn models, EOS included (default: the length the model was "
+                        "trained with; at most the backbone's context)")
     parser.add_argument("--suite-dir", type=Path, default=None, help="another offline suite folder (with manifest.json)")
     parser.add_argument("--list-tasks", action="store_true", help="list the offline suite's tasks and exit")
     parser.add_argument("--json", action="store_true", help="with --list-tasks: print JSON")
@@ -64,13 +67,13 @@ def _load_encoder(args: argparse.Namespace) -> tuple[Any, str]:
 
     spec = str(args.model)
     if spec.strip().lower() in BASELINES and not Path(spec).is_dir():
-        if args.backbone or args.dtype:
-            logger.warning("--backbone and --dtype do not apply to the %s baseline; ignored", spec)
+        if args.backbone or args.dtype or args.max_length:
+            logger.warning("--backbone, --dtype and --max_length do not apply to the %s baseline; ignored", spec)
         encoder = load_baseline(spec)
         return encoder, encoder.name
     from poolattn.model import resolve_model
 
-    encoder = resolve_model(spec, backbone=args.backbone, dtype=args.dtype)
+    encoder = resolve_model(spec, backbone=args.backbone, dtype=args.dtype, max_length=args.max_length)
     if Path(spec).is_dir():
         return encoder, Path(spec).resolve().name
     return encoder, f"{args.backbone or 'smollm2-135m'}-design-{spec}-untrained"
