@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from poolattn import __version__
 from poolattn.backbone.load import add_lora, default_device, load_backbone, load_lora, load_tokenizer
 from poolattn.backbone.offline import resolve as resolve_backbone
+from poolattn.card import write_model_card
 from poolattn.config import Config, ModelConfig, from_dict, merge
 from poolattn.designs import get_design
 from poolattn.features import TextTokenizer, check_texts
@@ -96,6 +97,7 @@ class Embedder(nn.Module):
             exclude_instruction=config.exclude_instruction,
         )
         self._warned_truncation = False
+        self._lora_merged = False  # set by merge_lora: the backbone's weights are no longer config.backbone's
 
     # ------------------------------------------------------------------------------------- construction
     @classmethod
@@ -214,6 +216,7 @@ class Embedder(nn.Module):
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
                 self.backbone = self.backbone.merge_and_unload()
+            self._lora_merged = True
             self.backbone.requires_grad_(False)
         return self
 
@@ -331,6 +334,8 @@ class Embedder(nn.Module):
         path.mkdir(parents=True, exist_ok=True)
         model_section = dataclasses.asdict(self.config)
         has_lora = hasattr(self.backbone, "peft_config")
+        # a backbone whose adapters were merged (every model loaded for inference) can only be saved whole
+        merge_lora = merge_lora or self._lora_merged
         if merge_lora:
             base = self.backbone.get_base_model() if has_lora else self.backbone
             state = _merged_state_dict(self.backbone) if has_lora else None
@@ -338,6 +343,7 @@ class Embedder(nn.Module):
             model_section["lora"]["enabled"] = False
         elif has_lora:
             self.backbone.save_pretrained(path / ADAPTER_DIR, safe_serialization=True)
+            (path / ADAPTER_DIR / "README.md").unlink(missing_ok=True)  # peft's generic card, written just now
         else:
             model_section["lora"]["enabled"] = False
         pooler_state = {k: v.detach().contiguous().cpu() for k, v in self.pooler.state_dict().items()}
@@ -353,6 +359,7 @@ class Embedder(nn.Module):
             "embedding_dim": self.embedding_dim,
         }
         (path / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        write_model_card(path)
         return path
 
     @classmethod

@@ -121,4 +121,15 @@ def run(args: argparse.Namespace) -> int:
         suite_dir=args.suite_dir,
     )
     _print_results(results, args.output)
+    _refresh_model_card(Path(str(args.model)), args.output)
     return 0
+
+
+def _refresh_model_card(model_dir: Path, output: Path) -> None:
+    """Results written inside a saved model's folder join its model card."""
+    if not (model_dir / "poolattn.json").is_file():
+        return
+    if output.resolve().is_relative_to(model_dir.resolve()):
+        from poolattn.card import write_model_card
+
+        write_model_card(model_dir)
