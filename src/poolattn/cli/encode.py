@@ -40,13 +40,18 @@ def read_texts(path: Path) -> tuple[list[str], list[str | None]]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="saved model folder, or a design (1-5 or a name) to use untrained")
-    parser.add_argument("--input", required=True, type=Path, help=".txt (one text per line) or .jsonl")
-    parser.add_argument("--output", required=True, type=Path, help="where to write the .npy embeddings")
-    parser.add_argument("--instruction", default=None, help="instruction for every text (E5 query form)")
-    parser.add_argument("--backbone", default=None, help="backbone for a design given by number (default smollm2-135m)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default=None)
+    parser.add_argument("--model", required=True, metavar="PATH|DESIGN",
+                        help="saved model folder, or a design (1-5 or a name) to use untrained")
+    parser.add_argument("--input", required=True, type=Path, metavar="PATH",
+                        help=".txt (one text per line) or .jsonl")
+    parser.add_argument("--output", required=True, type=Path, metavar="PATH", help="where to write the .npy embeddings")
+    parser.add_argument("--instruction", default=None, metavar="TEXT",
+                        help="instruction for every text (E5 query form; default: none, or the .jsonl's own)")
+    parser.add_argument("--backbone", default=None, metavar="NAME",
+                        help="backbone for a design given by number (default: smollm2-135m)")
+    parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="texts per forward pass (default: 32)")
+    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default=None,
+                        help="weights dtype (default: the model's own)")
     parser.add_argument("--max_length", "--max-length", type=int, default=None, metavar="N",
                         help="tokens per text, EOS included (default: the length the model was trained with; at "
                         "most the backbone's context)")

@@ -21,24 +21,30 @@ logger = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
+        metavar="PATH|DESIGN",
         help="saved model folder, a design (1-5 or a name such as mean-bidirectional) to use untrained, "
         "or a baseline: minilm (all-MiniLM-L6-v2), random (negative control)",
     )
     parser.add_argument(
         "--tasks",
         default="suite",
+        metavar="NAMES",
         help="comma-separated: 'suite' (all offline tasks, the default), a category (retrieval, reranking, sts, "
         "classification, clustering, pair_classification), offline task names, or MTEB task names",
     )
-    parser.add_argument("--output", type=Path, help="folder for results.json and mteb's per-task files")
-    parser.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default 32)")
-    parser.add_argument("--backbone", default=None, help="backbone for a design given by number (default smollm2-135m)")
+    parser.add_argument("--output", type=Path, metavar="PATH",
+                        help="folder for results.json and mteb's per-task files (inside a model folder, the "
+                        "results join its model card)")
+    parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="texts per forward pass (default: 32)")
+    parser.add_argument("--backbone", default=None, metavar="NAME",
+                        help="backbone for a design given by number (default: smollm2-135m)")
     parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default=None,
                         help="weights dtype for poolattn models (default: the model's own; auto = float32 on CPU)")
     parser.add_argument("--max_length", "--max-length", type=int, default=None, metavar="N",
                         help="tokens per text for poolattn models, EOS included (default: the length the model was "
                         "trained with; at most the backbone's context)")
-    parser.add_argument("--suite-dir", type=Path, default=None, help="another offline suite folder (with manifest.json)")
+    parser.add_argument("--suite-dir", type=Path, default=None, metavar="PATH",
+                        help="another offline suite folder (with manifest.json; default: the shipped suite)")
     parser.add_argument("--list-tasks", action="store_true", help="list the offline suite's tasks and exit")
     parser.add_argument("--json", action="store_true", help="with --list-tasks: print JSON")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
