@@ -72,3 +72,14 @@ def test_resaving_a_loaded_model_keeps_its_trained_weights(tiny_llama, tmp_path)
     again = Embedder.load(tmp_path / "b", device="cpu")
     np.testing.assert_allclose(again.encode(["hello there"]), model.encode(["hello there"]), atol=1e-5)
     assert "(merged into the saved backbone)" in (tmp_path / "b" / "README.md").read_text()
+
+
+def test_a_study_runs_scores_next_to_its_model_folder_join_the_card(tiny_llama, tmp_path):
+    # the study's layout: <run>/model (the trained model) and <run>/eval (results.json)
+    _embedder(tiny_llama, 1).save(tmp_path / "run" / "model")
+    (tmp_path / "run" / "eval").mkdir()
+    results = {"TaskA": {"main_score": 0.123456, "category": "retrieval"}}
+    (tmp_path / "run" / "eval" / "results.json").write_text(json.dumps(results))
+    write_model_card(tmp_path / "run" / "model")
+    card = (tmp_path / "run" / "model" / "README.md").read_text()
+    assert "`../eval/results.json`" in card and "| TaskA | retrieval | 0.1235 |" in card

@@ -57,13 +57,19 @@ def _training_section(folder: Path) -> list[str]:
 
 
 def _evaluation_section(folder: Path) -> list[str]:
-    found = [(path, _read_json(path)) for path in [folder / "results.json", *sorted(folder.glob("*/results.json"))]]
+    # results in the folder or a subfolder (`poolattn evaluate --output MODEL/eval`), and a study run's eval/
+    # folder next to its model/ folder
+    candidates = [folder / "results.json", *sorted(folder.glob("*/results.json"))]
+    if folder.name == "model":
+        candidates.append(folder.parent / "eval" / "results.json")
+    found = [(path, _read_json(path)) for path in candidates]
     found = [(path, results) for path, results in found if isinstance(results, dict) and results]
     if not found:
         return []
     lines = ["## Evaluation", ""]
     for path, results in found:
-        lines += [f"`{path.relative_to(folder)}`:", "", "| task | category | main score |", "| --- | --- | ---: |"]
+        where = path.relative_to(folder) if path.is_relative_to(folder) else Path("..") / path.relative_to(folder.parent)
+        lines += [f"`{where}`:", "", "| task | category | main score |", "| --- | --- | ---: |"]
         for task, result in results.items():
             if isinstance(result, dict) and "main_score" in result:
                 lines.append(f"| {task} | {result.get('category', '')} | {result['main_score']:.4f} |")

@@ -27,11 +27,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from poolattn.model import Embedder
+from poolattn.model import DEFAULT_QUERY_INSTRUCTION, Embedder
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
+DEFAULT_INSTRUCTION = DEFAULT_QUERY_INSTRUCTION
 NATIVE_POOLING = {"eos": "lasttoken"}
 
 

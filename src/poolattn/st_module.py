@@ -52,7 +52,8 @@ class PoolattnModule(InputModule):
 
     @max_seq_length.setter
     def max_seq_length(self, value: int) -> None:
-        self.text_tokenizer.max_length = int(value)
+        self.embedder.max_length = value  # checked against the backbone's context
+        self.text_tokenizer.max_length = self.embedder.max_length
 
     def get_embedding_dimension(self) -> int:
         return self.embedder.embedding_dim
