@@ -40,6 +40,13 @@ def test_a_training_run_writes_its_data_steps_and_holdout_into_the_card(tiny_lla
         assert text in card, text
     before = summary["holdout"]["before"]["recall@1"]
     assert f"{before:.3f} before" in card
+    # the sentence-transformers export's card keeps the run's record
+    from poolattn.export import export_sentence_transformers
+
+    export_sentence_transformers(tmp_path / "run", tmp_path / "run-st")
+    exported = (tmp_path / "run-st" / "README.md").read_text()
+    assert "| steps | 2 |" in exported and f"{before:.3f} before" in exported
+    assert 'SentenceTransformer("run-st")' in exported
 
 
 def test_evaluation_inside_the_model_folder_joins_the_card(tiny_llama, tmp_path, capsys):

@@ -55,6 +55,8 @@ def test_eos_export_is_plain_sentence_transformers_and_keeps_bidirectional_atten
     assert all(m["type"].startswith("sentence_transformers.") for m in modules)
     assert json.loads((out / "config.json").read_text())["is_causal"] is False
     st = SentenceTransformer(str(out), device="cpu")  # no trust_remote_code
+    card = (out / "README.md").read_text()
+    assert 'SentenceTransformer("st")' in card and "| attention | bidirectional |" in card
     _compare(model, st)
     # negative control: the same weights under causal attention give other vectors
     causal = _embedder(tiny_llama, "eos-causal")
@@ -106,5 +108,8 @@ def test_export_command_writes_a_loadable_folder(tiny_llama, tmp_path, capsys):
                  "--instruction", INSTRUCTION])
     assert code == 0
     assert "trust_remote_code=True" in capsys.readouterr().out
+    card = (tmp_path / "st" / "README.md").read_text()
+    assert "sentence-transformers export of `trained`" in card
+    assert 'SentenceTransformer("st", trust_remote_code=True)' in card and "design 2 (latent-causal)" in card
     _compare(Embedder.load(tmp_path / "trained", device="cpu"),
              SentenceTransformer(str(tmp_path / "st"), device="cpu", trust_remote_code=True))

@@ -77,8 +77,11 @@ def _evaluation_section(folder: Path) -> list[str]:
     return lines
 
 
-def render(folder: Path, meta: dict[str, Any]) -> str:
-    """The card's Markdown for a saved model folder whose poolattn.json holds `meta`."""
+def render(folder: Path, meta: dict[str, Any], *, export: Path | None = None) -> str:
+    """The card's Markdown for a saved model folder whose poolattn.json holds `meta`.
+
+    With `export`, the card is for that sentence-transformers export of the folder's model.
+    """
     model = meta["model"]
     pooling, attention, lora = model["pooling"]["name"], model["attention"], model["lora"]
     design = get_design(f"{pooling}-{attention}")
@@ -134,6 +137,18 @@ def render(folder: Path, meta: dict[str, Any]) -> str:
         "```",
         "",
     ]
+    if export is not None:
+        at = lines.index("## Use")
+        lines[at:] = [
+            "## Use", "",
+            f"This folder is a sentence-transformers export of `{folder.name}` (`poolattn export`): the same "
+            "embeddings as `Embedder.load` gives, with the query instruction saved as the prompt named \"query\".",
+            "", "```python", "from sentence_transformers import SentenceTransformer", "",
+            f'model = SentenceTransformer("{export.name}"{trust})',
+            'queries = model.encode_query(["how do clouds form"])',
+            'documents = model.encode_document(["Clouds form when water vapour condenses."])',
+            "```", "",
+        ]
     if trust:
         lines += ["`trust_remote_code=True` lets sentence-transformers import the pooling module from the installed "
                   "poolattn package (`poolattn.st_module.PoolattnModule`); the folder holds no code.", ""]

@@ -89,10 +89,26 @@ def _native_modules(model: Embedder, work: Path) -> list[Any]:
     return [transformer, pooling, Normalize()]
 
 
+def _write_card(out: Path, meta_file: Path, source: Path | None) -> None:
+    """The model card of the export: the source folder's training and evaluation records, loading with ST."""
+    from poolattn.card import CARD_FILE, render
+
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    folder = source if source is not None and (source / "poolattn.json").is_file() else out
+    (out / CARD_FILE).write_text(render(folder, meta, export=out), encoding="utf-8")
+
+
 def export_sentence_transformers(
-    model: Embedder | str | Path, out: str | Path, *, instruction: str = DEFAULT_INSTRUCTION
+    model: Embedder | str | Path,
+    out: str | Path,
+    *,
+    instruction: str = DEFAULT_INSTRUCTION,
+    source: str | Path | None = None,
 ) -> Path:
     """Write `model` (an Embedder or a saved folder) to `out` as a sentence-transformers model; returns `out`.
+
+    The export's model card (README.md) takes the training and evaluation records of the saved folder: `model`
+    itself when it is a folder, else `source`.
 
     Raises:
         FileExistsError: `out` exists and is not empty (nothing is overwritten).
@@ -105,6 +121,7 @@ def export_sentence_transformers(
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"output folder {str(out)!r} is not empty; choose a new folder for the export")
     if not isinstance(model, Embedder):
+        source = model
         model = Embedder.load(model, device="cpu", dtype="float32")
     prompts = {"query": model.config.instruction_template.format(instruction=instruction), "document": ""}
     with tempfile.TemporaryDirectory(prefix="poolattn-export-") as tmp:
@@ -114,6 +131,8 @@ def export_sentence_transformers(
             modules = [PoolattnModule(model)]
         st = SentenceTransformer(modules=modules, prompts=prompts, similarity_fn_name="cosine", device="cpu")
         st.save(str(out), create_model_card=False)
+        meta_file = Path(tmp) / "poolattn.json" if (Path(tmp) / "poolattn.json").is_file() else out / "poolattn.json"
+        _write_card(out, meta_file, Path(source) if source is not None else None)
     logger.info("exported %s pooling (%s attention) to %s", model.config.pooling.name, model.config.attention, out)
     return out
 

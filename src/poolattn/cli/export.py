@@ -22,7 +22,8 @@ def run(args: argparse.Namespace) -> int:
     from poolattn.model import Embedder
 
     model = Embedder.load(args.model_dir, device="cpu", dtype="float32")
-    out = export_sentence_transformers(model, args.out, instruction=args.instruction or DEFAULT_INSTRUCTION)
+    out = export_sentence_transformers(model, args.out, instruction=args.instruction or DEFAULT_INSTRUCTION,
+                                       source=args.model_dir)
     if needs_trust_remote_code(model.config.pooling.name):
         how = (f"SentenceTransformer({str(out)!r}, trust_remote_code=True)  # imports poolattn.st_module."
                "PoolattnModule from the installed poolattn package")
