@@ -113,3 +113,19 @@ def test_export_command_writes_a_loadable_folder(tiny_llama, tmp_path, capsys):
     assert 'SentenceTransformer("st", trust_remote_code=True)' in card and "design 2 (latent-causal)" in card
     _compare(Embedder.load(tmp_path / "trained", device="cpu"),
              SentenceTransformer(str(tmp_path / "st"), device="cpu", trust_remote_code=True))
+
+
+def test_eos_export_keeps_a_tokenizer_bos(tiny_llama, tmp_path):
+    # Llama/Mistral-style tokenizers put BOS first; the exported post-processor must keep it and add EOS last
+    from tokenizers import processors
+
+    model = _embedder(tiny_llama, 1)
+    _perturb_lora(model)
+    model.tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", special_tokens=[("<bos>", model.tokenizer.bos_token_id)])
+    ids = model.tokenize(["ab"])["input_ids"][0].tolist()
+    assert ids[0] == model.tokenizer.bos_token_id and ids[-1] == model.tokenizer.eos_token_id
+    st = SentenceTransformer(str(export_sentence_transformers(model, tmp_path / "st", instruction=INSTRUCTION)),
+                             device="cpu")
+    assert st.preprocess(["ab"])["input_ids"][0].tolist() == ids
+    _compare(model, st)

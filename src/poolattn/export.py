@@ -41,10 +41,11 @@ def _appends_eos(tokenizer: Any) -> bool:
 
 
 def _add_eos_post_processor(folder: Path, tokenizer: Any) -> None:
-    """Make the saved fast tokenizer append EOS after its own special tokens (BOS stays where it was).
+    """Make the saved fast tokenizer add EOS after the text, keeping the special tokens it adds itself (BOS).
 
-    The Rust tokenizer counts the tokens a post-processor adds when it truncates, so `max_length` keeps room
-    for EOS: the ids are the text's first max_length - 1 tokens (BOS included) and EOS, as in poolattn.
+    The special tokens the tokenizer adds are read off a probe text, and one template puts them back with EOS
+    last. The Rust tokenizer counts a post-processor's tokens when it truncates, so `max_length` keeps room for
+    EOS: the ids are the text's first tokens (BOS included) up to max_length - 1, then EOS, as in poolattn.
     """
     from tokenizers import Tokenizer, processors
 
@@ -56,11 +57,19 @@ def _add_eos_post_processor(folder: Path, tokenizer: Any) -> None:
             "the tokenizer of this model has no tokenizer.json (a slow tokenizer); the sentence-transformers "
             "export needs a fast tokenizer to append EOS"
         )
+    probe = "poolattn probe text"
+    plain = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    special = tokenizer(probe, add_special_tokens=True)["input_ids"]
+    starts = [i for i in range(len(special) - len(plain) + 1) if special[i : i + len(plain)] == plain]
+    if not starts:
+        raise ValueError("could not find where the tokenizer puts its special tokens; export needs a fast tokenizer")
+    prefix, suffix = special[: starts[0]], special[starts[0] + len(plain) :]
+    eos = int(tokenizer.eos_token_id)
+    pieces = [*prefix, "$A", *suffix, eos]
+    template = [piece if piece == "$A" else tokenizer.convert_ids_to_tokens(piece) for piece in pieces]
+    special_tokens = sorted({(tokenizer.convert_ids_to_tokens(i), i) for i in [*prefix, *suffix, eos]})
     backend = Tokenizer.from_file(str(path))
-    eos = (tokenizer.eos_token, int(tokenizer.eos_token_id))
-    append = processors.TemplateProcessing(single=f"$A {eos[0]}", pair=f"$A {eos[0]} $B {eos[0]}", special_tokens=[eos])
-    current = backend.post_processor
-    backend.post_processor = append if current is None else processors.Sequence([current, append])
+    backend.post_processor = processors.TemplateProcessing(single=template, special_tokens=special_tokens)
     backend.save(str(path))
 
 
