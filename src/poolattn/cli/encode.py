@@ -83,17 +83,25 @@ def output_path(raw: str) -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="saved model folder, or a design (1-5 or a name) to use untrained")
-    parser.add_argument("--input", required=True, type=Path, help=".txt (one text per line) or .jsonl")
-    parser.add_argument("--output", required=True, help="the .npy file to write (.npy is added when missing)")
-    parser.add_argument("--instruction", default=None, help="instruction for every text (E5 query form)")
-    parser.add_argument("--backbone", default=None,
-                        help="backbone for a design given by number (default smollm2-135m); for a saved folder "
+    parser.add_argument("--model", required=True, metavar="PATH|DESIGN",
+                        help="saved model folder, or a design (1-5 or a name) to use untrained")
+    parser.add_argument("--input", required=True, type=Path, metavar="PATH",
+                        help=".txt (one text per line) or .jsonl")
+    parser.add_argument("--output", required=True, metavar="PATH",
+                        help="the .npy file to write (.npy is added when missing)")
+    parser.add_argument("--instruction", default=None, metavar="TEXT",
+                        help="instruction for every text (E5 query form; default: none, or the .jsonl's own)")
+    parser.add_argument("--backbone", default=None, metavar="NAME",
+                        help="backbone for a design given by number (default: smollm2-135m); for a saved folder "
                         "whose poolattn.json names a local backbone path, that path (loaded only when given here)")
     parser.add_argument("--trust_remote_code", action="store_true",
                         help="let Python code shipped with the model run (off by default; only for sources you trust)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default=None)
+    parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="texts per forward pass (default: 32)")
+    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default=None,
+                        help="weights dtype (default: the model's own)")
+    parser.add_argument("--max_length", "--max-length", type=int, default=None, metavar="N",
+                        help="tokens per text, EOS included (default: the length the model was trained with; at "
+                        "most the backbone's context)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -111,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
               "encoded as empty texts", file=sys.stderr)
     if args.instruction is not None:
         instructions = [args.instruction] * len(texts)
-    model = resolve_model(args.model, backbone=args.backbone, dtype=args.dtype,
+    model = resolve_model(args.model, backbone=args.backbone, dtype=args.dtype, max_length=args.max_length,
                           trust_remote_code=args.trust_remote_code)
     embeddings = model.encode(
         texts, instruction=instructions, batch_size=args.batch_size, show_progress=not args.no_progress

@@ -23,25 +23,33 @@ logger = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
+        metavar="PATH|DESIGN",
         help="saved model folder, a design (1-5 or a name such as mean-bidirectional) to use untrained, "
         "or a baseline: minilm (all-MiniLM-L6-v2), random (negative control)",
     )
     parser.add_argument(
         "--tasks",
         default="suite",
+        metavar="NAMES",
         help="comma-separated: 'suite' (all offline tasks, the default), a category (retrieval, reranking, sts, "
         "classification, clustering, pair_classification), offline task names, or MTEB task names",
     )
-    parser.add_argument("--output", type=Path, help="folder for results.json and mteb's per-task files")
-    parser.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default 32)")
-    parser.add_argument("--backbone", default=None,
-                        help="backbone for a design given by number (default smollm2-135m); for a saved folder "
+    parser.add_argument("--output", type=Path, metavar="PATH",
+                        help="folder for results.json and mteb's per-task files (inside a model folder, the "
+                        "results join its model card)")
+    parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="texts per forward pass (default: 32)")
+    parser.add_argument("--backbone", default=None, metavar="NAME",
+                        help="backbone for a design given by number (default: smollm2-135m); for a saved folder "
                         "whose poolattn.json names a local backbone path, that path (loaded only when given here)")
     parser.add_argument("--trust_remote_code", action="store_true",
                         help="let Python code shipped with the model run (off by default; only for sources you trust)")
     parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default=None,
                         help="weights dtype for poolattn models (default: the model's own; auto = float32 on CPU)")
-    parser.add_argument("--suite-dir", type=Path, default=None, help="another offline suite folder (with manifest.json)")
+    parser.add_argument("--max_length", "--max-length", type=int, default=None, metavar="N",
+                        help="tokens per text for poolattn models, EOS included (default: the length the model was "
+                        "trained with; at most the backbone's context)")
+    parser.add_argument("--suite-dir", type=Path, default=None, metavar="PATH",
+                        help="another offline suite folder (with manifest.json; default: the shipped suite)")
     parser.add_argument("--list-tasks", action="store_true", help="list the offline suite's tasks and exit")
     parser.add_argument("--json", action="store_true", help="with --list-tasks: print JSON")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -70,13 +78,13 @@ def _load_encoder(args: argparse.Namespace) -> tuple[Any, str]:
 
     spec = str(args.model)
     if spec.strip().lower() in BASELINES and not Path(spec).is_dir():
-        if args.backbone or args.dtype:
-            logger.warning("--backbone and --dtype do not apply to the %s baseline; ignored", spec)
+        if args.backbone or args.dtype or args.max_length:
+            logger.warning("--backbone, --dtype and --max_length do not apply to the %s baseline; ignored", spec)
         encoder = load_baseline(spec)
         return encoder, encoder.name
     from poolattn.model import resolve_model
 
-    encoder = resolve_model(spec, backbone=args.backbone, dtype=args.dtype,
+    encoder = resolve_model(spec, backbone=args.backbone, dtype=args.dtype, max_length=args.max_length,
                             trust_remote_code=args.trust_remote_code)
     if Path(spec).is_dir():
         return encoder, Path(spec).resolve().name
@@ -125,4 +133,15 @@ def run(args: argparse.Namespace) -> int:
         suite_dir=args.suite_dir,
     )
     _print_results(results, args.output)
+    _refresh_model_card(Path(str(args.model)), args.output)
     return 0
+
+
+def _refresh_model_card(model_dir: Path, output: Path) -> None:
+    """Results written inside a saved model's folder join its model card."""
+    if not (model_dir / "poolattn.json").is_file():
+        return
+    if output.resolve().is_relative_to(model_dir.resolve()):
+        from poolattn.card import write_model_card
+
+        write_model_card(model_dir)

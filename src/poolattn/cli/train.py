@@ -73,6 +73,18 @@ SWITCHES: dict[str, tuple[str, str]] = {
     "--trust_remote_code": ("model.trust_remote_code", "run the backbone's own Python code (hub models that need it)"),
     "--grad_cache": ("loss.grad_cache", "two-pass GradCache (default: when a step holds more than one chunk)"),
 }
+# help groups, by config section; the held-out check's flags go with evaluation
+_GROUPS = {"model": "model", "loss": "loss", "data": "data", "train": "training"}
+_EVALUATION_KEYS = {"data.holdout", "train.eval_steps", "train.per_device_eval_batch_size"}
+_PATH_KEYS = {"train.output_dir", "data.dataset_file_path", "train.deepspeed", "train.resume_from_checkpoint"}
+_METAVARS = {int: "N", float: "FLOAT", str: "NAME"}
+# what an unset (None) default means, where "none" would not say
+_NONE_MEANS = {
+    "model.pooling.num_latents": "from --pooling_preset", "model.pooling.num_heads": "from --pooling_preset",
+    "model.pooling.head_dim": "from --pooling_preset", "loss.grad_cache_chunk_size": "--per_device_train_batch_size",
+    "data.dataset_name": "the bundled training set", "data.max_records": "all",
+    "train.save_total_limit": "keep all", "train.attn_implementation": "--attn_implementation",
+}
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 
@@ -86,15 +98,49 @@ def _switch(value: str | None, flag: str = "a switch") -> bool:
     raise ConfigError(f"{flag} {value!r}: expected true or false (or the flag alone for true)")
 
 
+def _config_default(key: str) -> Any:
+    """The built-in default of a dotted config key (before --design and --config change it)."""
+    from poolattn.config import Config
+
+    value: Any = Config()
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _with_default(help_text: str, key: str) -> str:
+    if "default" in help_text:
+        return help_text
+    value = _config_default(key)
+    if value is None:
+        value = _NONE_MEANS.get(key, "none")
+    if isinstance(value, list):
+        value = ",".join(map(str, value))
+    return f"{help_text} (default: {value})"
+
+
+def _group(groups: dict[str, argparse._ArgumentGroup], key: str) -> argparse._ArgumentGroup:
+    return groups["evaluation"] if key in _EVALUATION_KEYS else groups[_GROUPS[key.split(".")[0]]]
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """--design, --config and every flag of FLAGS/SWITCHES (shared by `train` and `study`)."""
-    parser.add_argument("--design", default=None, help="1-5 or a name such as latent-bidirectional")
-    parser.add_argument("--config", default=None, help="YAML config file")
+    """--design, --config and every flag of FLAGS/SWITCHES (shared by `train` and `study`), grouped by section.
+
+    Flags default to None so that only the ones given override the config; the help shows the built-in default
+    (a --design or --config file may change it).
+    """
+    parser.add_argument("--design", default=None, metavar="DESIGN",
+                        help="1-5 or a name such as latent-bidirectional (default: eos pooling, causal attention: design 1)")
+    parser.add_argument("--config", default=None, metavar="PATH", help="YAML config file (default: none)")
+    groups = {name: parser.add_argument_group(f"{name} options")
+              for name in ("model", "loss", "data", "training", "evaluation")}
     for flag, (key, kind, help_text) in FLAGS.items():
-        parser.add_argument(flag, type=kind, default=None, dest=key, help=help_text)
+        metavar = "PATH" if key in _PATH_KEYS else _METAVARS.get(kind, "VALUE")
+        _group(groups, key).add_argument(flag, type=kind, default=None, dest=key, metavar=metavar,
+                                         help=_with_default(help_text, key))
     for flag, (key, help_text) in SWITCHES.items():
-        parser.add_argument(flag, nargs="?", const=None, default=argparse.SUPPRESS, type=str, dest=key,
-                            help=help_text, metavar="BOOL")
+        _group(groups, key).add_argument(flag, nargs="?", const=None, default=argparse.SUPPRESS, type=str, dest=key,
+                                         help=_with_default(help_text, key), metavar="BOOL")
 
 
 def config_from_args(args: argparse.Namespace):

@@ -19,6 +19,7 @@ _EXPORTS = {
     "list_offline_tasks": "poolattn.evaluation.tasks",
     "UnknownTaskError": "poolattn.evaluation.tasks",
     "MtebAdapter": "poolattn.evaluation.mteb",
+    "to_mteb": "poolattn.evaluation.mteb",
     "TextEncoder": "poolattn.evaluation.mteb",
     "RandomEncoder": "poolattn.evaluation.baselines",
     "SentenceTransformerEncoder": "poolattn.evaluation.baselines",

@@ -17,9 +17,11 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
+import torch
 from mteb.models import ModelMeta
 from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ScoringFunction
@@ -54,7 +56,7 @@ class TextEncoder(Protocol):
     ) -> np.ndarray: ...
 
 
-def _model_meta(name: str, revision: str, uses_instructions: bool) -> ModelMeta:
+def _model_meta(name: str, revision: str, uses_instructions: bool, **fields: Any) -> ModelMeta:
     if "/" not in name:  # mteb requires "organisation/model"
         name = f"poolattn/{name}"
     return ModelMeta.create_empty(
@@ -65,6 +67,7 @@ def _model_meta(name: str, revision: str, uses_instructions: bool) -> ModelMeta:
             "use_instructions": uses_instructions,
             "framework": ["PyTorch"],
             "languages": ["eng-Latn"],
+            **fields,
         }
     )
 
@@ -98,12 +101,15 @@ class MtebAdapter(AbsEncoder):
         instructions: Mapping[str, str] | None = None,
         revision: str = "local",
         encode_threads: int | None = None,
+        meta_fields: Mapping[str, Any] | None = None,
     ) -> None:
         if not callable(getattr(encoder, "encode", None)):
             raise TypeError(f"encoder {type(encoder).__name__} has no encode(texts, *, instruction=...) method")
         self.model = encoder
         self.instructions = dict(instructions or {})
-        self.mteb_model_meta = _model_meta(model_name, revision, getattr(encoder, "uses_instructions", True))
+        self.mteb_model_meta = _model_meta(
+            model_name, revision, getattr(encoder, "uses_instructions", True), **dict(meta_fields or {})
+        )
         self.encode_threads = encode_threads
         self._resolved: dict[str, str] = {}
 
@@ -158,3 +164,52 @@ class MtebAdapter(AbsEncoder):
                 "expected (N, D)"
             )
         return embeddings
+
+
+def weights_fingerprint(model: Any) -> str:
+    """The first 12 hex digits of a SHA-256 over every parameter and buffer of `model`, in name order.
+
+    mteb files results (and its cache skips work) by model name and revision, so two differently trained models
+    of one design need different revisions: the weights themselves are the revision.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().flatten().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
+def to_mteb(
+    model: Any,
+    *,
+    name: str | None = None,
+    revision: str | None = None,
+    suite_dir: Path | None = None,
+) -> MtebAdapter:
+    """`model` (an Embedder) as an mteb 2.x encoder, for `mteb.evaluate(to_mteb(model), tasks=[...])`.
+
+    Instructions are chosen as `poolattn evaluate` chooses them (the offline suite's manifest, then the MTEB
+    table, then a generic sentence), so scores match. The model metadata carries the name (default
+    `poolattn/<pooling>-<attention>`), the revision (default: a fingerprint of the weights, so mteb's result
+    cache never mixes two models), the embedding dimension, max tokens (the inference length) and the number of
+    parameters; `instruction_template` holds the E5 template the model formats instructions with.
+    """
+    from poolattn.evaluation.tasks import read_manifest
+
+    config = model.config
+    adapter = MtebAdapter(
+        model,
+        model_name=name or f"poolattn/{config.pooling.name}-{config.attention}",
+        instructions={entry.name: entry.instruction for entry in read_manifest(suite_dir)},
+        revision=revision or weights_fingerprint(model),
+        meta_fields={
+            "embed_dim": model.embedding_dim,
+            "max_tokens": model.max_length,
+            "n_parameters": sum(p.numel() for p in model.parameters()),
+            "open_weights": True,
+        },
+    )
+    adapter.instruction_template = config.instruction_template
+    return adapter

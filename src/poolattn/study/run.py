@@ -115,6 +115,10 @@ def _evaluate_run(run: RunPlan, tasks: list[str], progress: bool,
     start = time.perf_counter()
     results = evaluate(model, tasks, run.eval_dir, batch_size=run.config.eval.batch_size, show_progress=progress,
                        model_name=f"poolattn-{run.key}", items_dir=items_dir)
+    if run.trained:
+        from poolattn.card import write_model_card
+
+        write_model_card(run.model_dir)  # the scores join the trained model's card
     return results, time.perf_counter() - start
 
 

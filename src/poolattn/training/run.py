@@ -270,6 +270,9 @@ def train(config: Config, *, callbacks: list | None = None) -> TrainResult:
                    "trainable_parameters": {"lora": counts["lora"], "head": counts["head"]},
                    "log_history": trainer.state.log_history}
         (out / SUMMARY).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        from poolattn.card import write_model_card
+
+        write_model_card(out)  # again, now with the run's data, steps and held-out check
     if dataset.report.skipped:
         logger.warning("%s", dataset.report.summary())
     if collator.truncated:
