@@ -96,10 +96,15 @@ class Embedder(nn.Module):
 
     # ------------------------------------------------------------------------------------- construction
     @classmethod
-    def from_config(cls, config: ModelConfig, *, device: torch.device | str | None = None) -> Embedder:
-        """A fresh model: pretrained backbone, new LoRA adapters (if enabled) and a new head, seeded by config.seed."""
+    def from_config(
+        cls, config: ModelConfig, *, device: torch.device | str | None = None, purpose: str = "encode"
+    ) -> Embedder:
+        """A fresh model: pretrained backbone, new LoRA adapters (if enabled) and a new head, seeded by config.seed.
+
+        `purpose` ('encode' or 'train') is what `dtype: auto` picks the faster dtype for on this machine.
+        """
         device = torch.device(device) if device is not None else default_device()
-        backbone = load_backbone(config, device=device)
+        backbone = load_backbone(config, device=device, purpose=purpose)
         tokenizer = load_tokenizer(resolve_backbone(config.backbone), trust_remote_code=config.trust_remote_code)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
@@ -285,11 +290,14 @@ class Embedder(nn.Module):
         path: str | Path,
         *,
         device: torch.device | str | None = None,
-        dtype: str | None = None,
+        dtype: str | None = "auto",
         trainable: bool = False,
         merge_lora: bool | None = None,
     ) -> Embedder:
         """Rebuild a saved model: same backbone, adapters, head and tokenizer, hence the same embeddings.
+
+        `dtype` 'auto' (the default) takes the faster of float32 and bfloat16 on this machine, measured for
+        encoding or, with `trainable=True`, for training; None keeps the dtype the model was trained in.
 
         A model loaded for inference (`trainable=False`) has its LoRA adapters merged into the weights unless
         `merge_lora=False` (see `merge_lora`): the same embeddings up to float rounding, at the bare backbone's
@@ -313,7 +321,8 @@ class Embedder(nn.Module):
             config = merge(Config(model=config), {"model": {"dtype": dtype}}).model
         device = torch.device(device) if device is not None else default_device()
         merged = path / MERGED_DIR
-        backbone = load_backbone(config, device=device, location=str(merged) if merged.is_dir() else None)
+        backbone = load_backbone(config, device=device, location=str(merged) if merged.is_dir() else None,
+                                 purpose="train" if trainable else "encode")
         tokenizer = load_tokenizer(str(path), trust_remote_code=config.trust_remote_code)
         if (path / ADAPTER_DIR).is_dir():
             backbone = load_lora(backbone, path / ADAPTER_DIR, trainable=trainable)
@@ -333,10 +342,10 @@ def resolve_model(
     spec: str | Path, *, backbone: str | None = None, dtype: str | None = None, device: str | None = None
 ) -> Embedder:
     """For inference: a saved-model folder, or a design number / name for an untrained model on `backbone`
-    (default smollm2-135m). LoRA adapters are merged (see `Embedder.merge_lora`)."""
+    (default smollm2-135m). LoRA adapters are merged (see `Embedder.merge_lora`); `dtype` None means 'auto'."""
     path = Path(spec)
     if path.is_dir():
-        return Embedder.load(path, dtype=dtype, device=device)
+        return Embedder.load(path, dtype=dtype or "auto", device=device)
     overrides: dict[str, Any] = {} if dtype is None else {"dtype": dtype}
     try:
         # untrained: the fresh adapters are a no-op (LoRA B starts at zero), so fold them away for speed

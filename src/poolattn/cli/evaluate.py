@@ -34,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default 32)")
     parser.add_argument("--backbone", default=None, help="backbone for a design given by number (default smollm2-135m)")
     parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default=None,
-                        help="weights dtype for poolattn models (default: the model's own; auto = float32 on CPU)")
+                        help="weights dtype for poolattn models (default auto: float32 or bfloat16, whichever "
+                             "this machine encodes faster, measured once and cached)")
     parser.add_argument("--suite-dir", type=Path, default=None, help="another offline suite folder (with manifest.json)")
     parser.add_argument("--list-tasks", action="store_true", help="list the offline suite's tasks and exit")
     parser.add_argument("--json", action="store_true", help="with --list-tasks: print JSON")

@@ -436,7 +436,8 @@ def _shared_settings(results: dict[str, Any]) -> Table | Para:
                   f"{get('train.gradient_accumulation_steps')} accumulation")
     lr_text = (f"{get('train.learning_rate')}, {get('train.lr_scheduler_type')} schedule, "
                f"{get('train.warmup_steps')} warmup steps")
-    precision = "bf16" if get("train.bf16") is True else "fp16" if get("train.fp16") is True else "fp32"
+    precision = ("bf16" if get("train.bf16") is True else "fp16" if get("train.fp16") is True
+                 else "bf16 autocast if the weights are bfloat16" if get("train.bf16") is None else "fp32")
     rows = [
         ("Backbone", get("model.backbone")),
         ("Training steps", _planned_steps(config)),
