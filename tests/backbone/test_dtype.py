@@ -81,6 +81,16 @@ def test_a_cache_hit_skips_the_timing(tmp_path):
     assert choose_cpu_dtype(SMOLLM2, "train", timer=FakeTimer(0.01, 0.03)).reason == "measured"
 
 
+def test_a_close_call_is_not_cached(tmp_path):
+    assert choose_cpu_dtype(SMOLLM2, "encode", timer=FakeTimer(0.012, 0.01)).dtype == "bfloat16"  # 1.2x
+    assert choose_cpu_dtype(SMOLLM2, "encode", timer=refuse).reason == "measured"  # this process: decided
+    assert not list((tmp_path / "cache" / "dtype").glob("*.json"))
+    auto._MEMO.clear()
+    timer = FakeTimer(0.012, 0.01)
+    choose_cpu_dtype(SMOLLM2, "encode", timer=timer)  # the next process measures again
+    assert timer.calls > 0
+
+
 def test_the_cache_key_changes_with_torch_version_and_shapes(monkeypatch):
     before = cache_key(machine_signature(), SMOLLM2, "encode")
     assert cache_key(machine_signature(), SMOLLM2, "train") != before

@@ -10,7 +10,8 @@ a block of `ROWS` token rows; the forward alone for encoding, the forward plus t
 (the backbone is frozen under LoRA, so its weight gradients are never computed). Matrix products are where the
 time goes; attention over short texts and the elementwise work follow the same dtype. The result is cached per
 machine (CPU model and flags, torch version and CPU capability, threads) and layer shapes in the project's cache
-folder, so the measurement (well under a second) runs once per machine; the decision and figures are logged.
+folder, so the measurement (about a second at most on an idle CPU) runs once per machine; the decision and figures
+are logged. A close result (within CLEAR_WINNER) is not cached: on a busy machine it may be noise.
 
 bfloat16 must be at least `BF16_MARGIN` times faster to be chosen: it costs precision (EOS pooling is sensitive
 to it), so a near-tie goes to float32. CUDA takes bfloat16 where the device supports it, without timing.
@@ -47,6 +48,7 @@ MIN_FLOPS_PER_TOKEN = 1e6  # below this (hidden size under ~256) overheads domin
 BUDGET_S = 0.3             # per purpose: stop adding timing rounds after this long (at least MIN_ROUNDS)
 MIN_ROUNDS, MAX_ROUNDS = 2, 5
 DECISIVE = 2.0             # one dtype this much faster after MIN_ROUNDS: no more rounds needed
+CLEAR_WINNER = 1.3         # only a result this clear is cached: a closer one is measured again in the next process
 
 # A timer runs one block of the layer's projections in `dtype` for `purpose` and returns its seconds.
 Timer = Callable[[torch.dtype, str], float]
@@ -233,7 +235,12 @@ def choose_cpu_dtype(shapes: LayerShapes, purpose: str, *, timer: Timer | None =
     record = {"dtype": choice.dtype, "gflops": choice.gflops, "seconds": round(seconds, 3), "rows": ROWS[purpose],
               "shapes": asdict(shapes), "machine": signature,
               "measured": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    if use_cache:
+    clear = max(gflops.values()) >= CLEAR_WINNER * min(gflops.values())
+    if use_cache and not clear:
+        _MEMO[key] = choice  # a close call may be other processes' noise: decided for this process only
+        logger.info("dtype auto for %s: float32 and bfloat16 within %.1fx of each other; not cached, measured "
+                    "again next time", purpose, CLEAR_WINNER)
+    elif use_cache:
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(record, indent=2) + "\n")
         os.replace(tmp, path)
