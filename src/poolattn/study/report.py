@@ -178,7 +178,8 @@ def _machine_text(machine: dict[str, Any]) -> str:
     if not machine:
         return "not recorded"
     threads = f" ({machine['threads']} threads)" if machine.get("threads") else ""
-    return (f"{machine.get('cpu') or 'unknown CPU'}{threads}, torch {machine.get('torch') or '?'}, "
+    capability = f", torch CPU capability {machine['cpu_capability']}" if machine.get("cpu_capability") else ""
+    return (f"{machine.get('cpu') or 'unknown CPU'}{threads}{capability}, torch {machine.get('torch') or '?'}, "
             f"device {machine.get('device') or '?'}")
 
 

@@ -45,7 +45,8 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__, "device": device}
+    return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__, "device": device,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def _write_json(path: Path, data: Any) -> None:
