@@ -61,9 +61,9 @@ def time_encode(model, texts: Sequence[str], *, batch_size: int = 32,
     return Rate(len(texts), tokens, time.perf_counter() - start)
 
 
-def time_train_steps(config: Config, steps: int = 2, *, model=None) -> Rate:
+def time_train_steps(config: Config, steps: int = 2, *, model=None, warmup: int = 1) -> Rate:
     """`steps` contrastive optimizer steps of `config` (loss path, batch, precision as `poolattn train` runs
-    them) after one untimed step; returns the timed steps and their real tokens.
+    them) after `warmup` untimed ones; returns the timed steps and their real tokens.
 
     The Trainer's own bookkeeping (logging, the scheduler) is left out: it is small against a CPU step.
     """
@@ -90,8 +90,8 @@ def time_train_steps(config: Config, steps: int = 2, *, model=None) -> Rate:
     optimizer = torch.optim.AdamW(params, lr=config.train.learning_rate)
     batches = iter(sampler)
     tokens, start = 0, 0.0
-    for i in range(steps + 1):
-        if i == 1:
+    for i in range(steps + warmup):
+        if i == warmup:
             tokens, start = 0, time.perf_counter()
         batch = collator([dataset[j] for j in next(batches)])
         with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=autocast):

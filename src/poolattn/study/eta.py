@@ -118,7 +118,11 @@ def estimate(plan: StudyPlan, calibration: Calibration) -> Estimate:
 
 
 def calibrate(plan: StudyPlan, *, steps: int = 1, encode_sample: int = ENCODE_SAMPLE) -> Calibration:
-    """Time `steps` training steps of every trained design (after one untimed) and the evaluation's parts."""
+    """Time `steps` training steps of every trained design and the evaluation's parts.
+
+    Only the first design gets an untimed warm-up step (kernel selection and allocator growth happen once per
+    process): on a CPU where a step takes seconds, that keeps the calibration near one step per design.
+    """
     from poolattn.evaluation import evaluate
     from poolattn.model import Embedder
     from poolattn.speed import time_encode, time_train_steps
@@ -127,7 +131,8 @@ def calibrate(plan: StudyPlan, *, steps: int = 1, encode_sample: int = ENCODE_SA
     step_seconds = {}
     for run in plan.runs:
         if run.trained:
-            step_seconds[run.key] = time_train_steps(run.config, steps).seconds_per_item
+            warmup = 0 if step_seconds else 1
+            step_seconds[run.key] = time_train_steps(run.config, steps, warmup=warmup).seconds_per_item
             logger.info("calibration: %s, %.2f s per training step", run.label, step_seconds[run.key])
     first = plan.runs[0]
     model = Embedder.from_config(merge(first.config, {"model": {"dtype": first.config.eval.dtype}}).model).merge_lora()
