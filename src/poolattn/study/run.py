@@ -102,6 +102,7 @@ def _train_run(run: RunPlan, force: bool) -> dict[str, Any]:
         "holdout_before": holdout.get("before"),
         "holdout_after": holdout.get("after"),
         "trainable_parameters": summary.get("trainable_parameters"),
+        "precision": summary.get("precision"),  # what dtype: auto resolved to for training on this machine
     }
 
 
