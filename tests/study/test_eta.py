@@ -57,7 +57,8 @@ def test_dry_run_prints_the_estimated_minutes(tiny_llama, tmp_path, capsys):
     assert main(["study", "--config", str(config), "--dry-run"]) == 0
     values = dict(line.split("=", 1) for line in capsys.readouterr().out.splitlines() if line.startswith("estimated_"))
     assert int(values["estimated_minutes"]) >= 1
-    assert float(values["estimated_train_minutes"]) > 0 and float(values["estimated_eval_minutes"]) > 0
+    train, evaluation = float(values["estimated_train_seconds"]), float(values["estimated_eval_seconds"])
+    assert train > 0 and evaluation > 0 and int(values["estimated_minutes"]) == max(1, -(-(train + evaluation) // 60))
     assert not (tmp_path / "study").exists()  # a dry run writes nothing
 
 

@@ -153,10 +153,10 @@ def calibrate(plan: StudyPlan, *, steps: int = 1, encode_sample: int = ENCODE_SA
 
 
 def describe_estimate(estimate_: Estimate) -> list[str]:
-    """`key=value` lines for --dry-run: the whole and its parts, in minutes."""
+    """`key=value` lines for --dry-run: the whole in minutes (rounded up), its parts in seconds."""
     out: dict[str, Any] = {
         "estimated_minutes": estimate_.minutes,
-        "estimated_train_minutes": round(estimate_.train_total / 60, 1),
-        "estimated_eval_minutes": round(estimate_.eval_total / 60, 1),
+        "estimated_train_seconds": f"{estimate_.train_total:.2f}",
+        "estimated_eval_seconds": f"{estimate_.eval_total:.2f}",
     }
     return [f"{k}={v}" for k, v in out.items()]
