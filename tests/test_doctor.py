@@ -32,3 +32,14 @@ def test_doctor_prints_every_key_on_a_tiny_model(tiny_llama, capsys):
     # hidden size 32: below the size worth timing, auto is float32 for both (the matmuls are still measured)
     assert (values["encode_dtype"], values["train_dtype"], values["dtype_reason"]) == ("float32", "float32",
                                                                                         "small model")
+
+
+def test_doctor_measures_a_configs_settings(tiny_llama, tmp_path, capsys):
+    """--config: its backbone, lengths and batches (a smoke test: every figure is there and positive)."""
+    config = tmp_path / "c.yaml"
+    config.write_text(f"model: {{backbone: {tiny_llama}, max_length: 24, dtype: bfloat16, lora: {{layers: [-1]}}}}\n"
+                      "train: {per_device_train_batch_size: 4, bf16: true}\neval: {batch_size: 8}\n")
+    assert main(["doctor", "--config", str(config), "--texts", "16", "--steps", "1"]) == 0
+    values = dict(line.split("=") for line in capsys.readouterr().out.splitlines() if line)
+    for key in NUMBERS:
+        assert float(values[key]) > 0, (key, values[key])
