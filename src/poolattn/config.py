@@ -217,7 +217,8 @@ class TrainConfig:
     num_train_epochs: float = 1.0
     warmup_steps: int = 0
     lr_scheduler_type: str = "linear"
-    bf16: bool = False
+    # bfloat16 autocast; null: exactly when the backbone's weights are bfloat16 (model.dtype, 'auto' resolved)
+    bf16: bool | None = None
     fp16: bool = False
     logging_steps: float = 10
     save_steps: float = 500

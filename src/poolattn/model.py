@@ -102,10 +102,15 @@ class Embedder(nn.Module):
 
     # ------------------------------------------------------------------------------------- construction
     @classmethod
-    def from_config(cls, config: ModelConfig, *, device: torch.device | str | None = None) -> Embedder:
-        """A fresh model: pretrained backbone, new LoRA adapters (if enabled) and a new head, seeded by config.seed."""
+    def from_config(
+        cls, config: ModelConfig, *, device: torch.device | str | None = None, purpose: str = "encode"
+    ) -> Embedder:
+        """A fresh model: pretrained backbone, new LoRA adapters (if enabled) and a new head, seeded by config.seed.
+
+        `purpose` ('encode' or 'train') is what `dtype: auto` picks the faster dtype for on this machine.
+        """
         device = torch.device(device) if device is not None else default_device()
-        backbone = load_backbone(config, device=device)
+        backbone = load_backbone(config, device=device, purpose=purpose)
         tokenizer = load_tokenizer(resolve_backbone(config.backbone), trust_remote_code=config.trust_remote_code)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
@@ -369,7 +374,7 @@ class Embedder(nn.Module):
         path: str | Path,
         *,
         device: torch.device | str | None = None,
-        dtype: str | torch.dtype | None = None,
+        dtype: str | torch.dtype | None = "auto",
         trainable: bool = False,
         merge_lora: bool | None = None,
         trust_remote_code: bool = False,
@@ -381,6 +386,9 @@ class Embedder(nn.Module):
         Loading runs no code from the folder and reads no weights outside it (see `model_folder`): a folder that
         asks for `trust_remote_code` is refused unless the caller passes `trust_remote_code=True`, and a backbone
         recorded as a local path is loaded only when the caller names it again as `backbone`.
+
+        `dtype` 'auto' (the default) takes the faster of float32 and bfloat16 on this machine, measured for
+        encoding or, with `trainable=True`, for training; None keeps the dtype the model was trained in.
 
         A model loaded for inference (`trainable=False`) has its LoRA adapters merged into the weights unless
         `merge_lora=False` (see `merge_lora`): the same embeddings up to float rounding, at the bare backbone's
@@ -405,7 +413,8 @@ class Embedder(nn.Module):
         adapter = path / ADAPTER_DIR
         if adapter.is_dir() and not (adapter / "adapter_model.safetensors").is_file():
             raise InputNotFoundError(f"{adapter} holds no adapter_model.safetensors; poolattn reads safetensors only")
-        backbone = load_backbone(config, device=device, location=location, safetensors_only=own)
+        backbone = load_backbone(config, device=device, location=location, safetensors_only=own,
+                                 purpose="train" if trainable else "encode")
         tokenizer = load_tokenizer(str(path), trust_remote_code=trust_remote_code)
         if (path / ADAPTER_DIR).is_dir():
             backbone = load_lora(backbone, path / ADAPTER_DIR, trainable=trainable)
@@ -434,13 +443,14 @@ def resolve_model(
 ) -> Embedder:
     """For inference: a saved-model folder, or a design number / name for an untrained model on `backbone`
     (default smollm2-135m). LoRA adapters are merged (see `Embedder.merge_lora`); `max_length` sets the inference
-    length (default: the saved model's training length, or the config default for a design).
+    length (default: the saved model's training length, or the config default for a design); `dtype` None means
+    'auto'.
 
     For a folder, `backbone` is the caller's explicit backbone location (see `Embedder.load`)."""
     path = Path(spec)
     if path.is_dir():
-        return Embedder.load(path, dtype=dtype, device=device, trust_remote_code=trust_remote_code, backbone=backbone,
-                             max_length=max_length)
+        return Embedder.load(path, dtype=dtype or "auto", device=device, trust_remote_code=trust_remote_code,
+                             backbone=backbone, max_length=max_length)
     if any(sep in str(spec) for sep in ("/", "\\")) or str(spec).startswith((".", "~")):
         raise InputNotFoundError(f"--model {str(spec)!r}: no such model folder; give a folder written by "
                                  "`poolattn train` / Embedder.save, or a design number such as 1")

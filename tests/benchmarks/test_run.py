@@ -58,6 +58,19 @@ def test_cpu_figures_print_finite_positive_values(bench, tiny_llama, capsys):
     assert values["encode_cosine_poolattn_vs_st_min"] > 0.99
 
 
+def test_cpu_utilisation_prints_both_dtypes_and_the_chosen_one(bench, tiny_llama, capsys):
+    code = bench.main(["--backbone", str(tiny_llama), "--tiny-settings", "--threads", "1", "--only", "cpu_utilisation"])
+    assert code == 0
+    values = figures(capsys.readouterr().out)
+    for purpose in ("encode", "train"):
+        for dtype in ("float32", "bfloat16"):
+            for name in (f"{purpose}_matmul_gflops_{dtype}", f"{purpose}_tokens_per_s_{dtype}"):
+                assert math.isfinite(values[name]) and values[name] > 0, f"{name}={values.get(name)}"
+            assert f"{purpose}_cpu_utilisation_{dtype}" in values
+        # the tiny model is below the size worth timing: auto is float32, so the headline is float32's figure
+        assert values[f"{purpose}_cpu_utilisation"] == values[f"{purpose}_cpu_utilisation_float32"]
+
+
 def test_gpu_code_path_dry_run_on_cpu(bench, capsys, tmp_path):
     """--gpu's code path (random-init Mistral, in-process memory probe, MFU) on a tiny shape on the CPU."""
     report = tmp_path / "bench.json"

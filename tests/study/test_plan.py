@@ -48,7 +48,7 @@ def test_cli_dry_run_loads_no_model(capsys, monkeypatch):
     import poolattn.model
 
     monkeypatch.setattr(poolattn.model.Embedder, "from_config", lambda *a, **k: pytest.fail("loaded a model"))
-    assert main(["study", "--config", "configs/paper.yaml", "--dry-run"]) == 0
+    assert main(["study", "--config", "configs/paper.yaml", "--dry-run", "--no-estimate"]) == 0
     out = capsys.readouterr().out
     assert "backbone: mistralai/Mistral-7B-v0.1" in out and "data: yixuantt/ir_data" in out
     assert main(["study", "--design", "1", "--dry-run"]) == 2

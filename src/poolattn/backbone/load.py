@@ -12,6 +12,7 @@ from torch import nn
 
 from poolattn.backbone import offline
 from poolattn.backbone.attention import set_attention
+from poolattn.backbone.dtype import auto_choice
 from poolattn.config import LoraConfig, ModelConfig
 from poolattn.errors import InputError, InputNotFoundError
 
@@ -20,11 +21,19 @@ logger = logging.getLogger(__name__)
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def resolve_dtype(name: str, device: torch.device | str | None = None) -> torch.dtype:
-    """'auto' is float32 on CPU and bfloat16 on CUDA; other names map to their torch dtype."""
+def resolve_dtype(
+    name: str, device: torch.device | str | None = None, *, location: str | None = None, purpose: str = "encode",
+    trust_remote_code: bool = False,
+) -> torch.dtype:
+    """A dtype name as a torch dtype. 'auto' is bfloat16 on CUDA (where supported); on CPU it is float32 or
+    bfloat16, whichever this machine runs faster at the shapes of the backbone at `location`, for `purpose`
+    ('encode' or 'train'; see `backbone/dtype.py`), and float32 when no backbone is given."""
     if name == "auto":
         device = torch.device(device) if device is not None else default_device()
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        if location is None and device.type == "cpu":
+            return torch.float32
+        choice = auto_choice(location or "", device, purpose, trust_remote_code=trust_remote_code)
+        return _DTYPES[choice.dtype]
     return _DTYPES[name]
 
 
@@ -127,16 +136,18 @@ def load_lora(model: nn.Module, adapter_dir: Path, *, trainable: bool = False) -
 
 def load_backbone(
     config: ModelConfig, *, device: torch.device | str | None = None, location: str | None = None,
-    safetensors_only: bool = False,
+    safetensors_only: bool = False, purpose: str = "encode",
 ):
     """The backbone of `config` on `device`: weights in the configured dtype, attention mode set (no LoRA yet).
 
     `location` overrides where the weights come from (a merged checkpoint inside a saved model folder); by
     default `config.backbone` is resolved (offline short names are fetched into the cache on first use).
+    `purpose` ('encode' or 'train') is what `dtype: auto` is measured for.
     """
     device = torch.device(device) if device is not None else default_device()
     where = location or offline.resolve(config.backbone)
-    dtype = resolve_dtype(config.dtype, device)
+    dtype = resolve_dtype(config.dtype, device, location=where, purpose=purpose,
+                          trust_remote_code=config.trust_remote_code)
     model = load_base_model(
         where, dtype=dtype, attn_implementation=config.attn_implementation, trust_remote_code=config.trust_remote_code,
         safetensors_only=safetensors_only,

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("poolattn.cli.export", "export a trained model for sentence-transformers"),
     "models": ("poolattn.cli.models", "list or fetch the offline backbones"),
     "data": ("poolattn.cli.data", "rebuild the bundled training set and offline suite from packages"),
+    "doctor": ("poolattn.cli.doctor", "measure this machine: dtype choice, matmul GFLOP/s, encode and train tokens/s"),
 }
 
 

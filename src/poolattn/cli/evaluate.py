@@ -44,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust_remote_code", action="store_true",
                         help="let Python code shipped with the model run (off by default; only for sources you trust)")
     parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default=None,
-                        help="weights dtype for poolattn models (default: the model's own; auto = float32 on CPU)")
+                        help="weights dtype for poolattn models (default: auto, float32 or bfloat16, whichever "
+                        "this machine encodes faster, measured once and cached)")
     parser.add_argument("--max_length", "--max-length", type=int, default=None, metavar="N",
                         help="tokens per text for poolattn models, EOS included (default: the length the model was "
                         "trained with; at most the backbone's context)")

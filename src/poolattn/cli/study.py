@@ -14,7 +14,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", default=None, help="comma-separated tasks, 'suite' or categories (default: config)")
     parser.add_argument("--study-dir", default=None, help="where the runs and the report go (default: config)")
     parser.add_argument("--force", action="store_true", help="redo runs that are already trained and evaluated")
-    parser.add_argument("--dry-run", action="store_true", help="print the plan and exit without loading a model")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and estimated_minutes=N (from a "
+                        "short calibration on this machine) and exit")
+    parser.add_argument("--no-estimate", action="store_true", help="no calibration: --dry-run prints the plan "
+                        "only (loads no model), the progress bar estimates from finished runs only")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -50,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
     plan = make_plan(config)
     print(describe(plan))
     if args.dry_run:
+        if not args.no_estimate:
+            from poolattn.study.eta import calibrate, describe_estimate, estimate
+
+            print("\n".join(describe_estimate(estimate(plan, calibrate(plan)))))
         return 0
     from poolattn.study.run import launched_processes, run_study, train_designs
 
@@ -58,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"\ntrained {sum(r.trained for r in plan.runs)} designs on {launched_processes()} processes. Evaluate "
               f"and report in one process: poolattn study {' '.join(_rerun_args(args))}")
         return 0
-    results = run_study(plan, force=args.force, progress=not args.no_progress)
+    results = run_study(plan, force=args.force, progress=not args.no_progress,
+                        calibrate=not (args.no_progress or args.no_estimate))
     print(f"\nresults: {results}\nreport:  {results.parent / 'report.md'} and {results.parent / 'report.html'}")
     return 0

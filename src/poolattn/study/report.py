@@ -185,7 +185,8 @@ def _machine_text(machine: dict[str, Any]) -> str:
     if not machine:
         return "not recorded"
     threads = f" ({machine['threads']} threads)" if machine.get("threads") else ""
-    return (f"{machine.get('cpu') or 'unknown CPU'}{threads}, torch {machine.get('torch') or '?'}, "
+    capability = f", torch CPU capability {machine['cpu_capability']}" if machine.get("cpu_capability") else ""
+    return (f"{machine.get('cpu') or 'unknown CPU'}{threads}{capability}, torch {machine.get('torch') or '?'}, "
             f"device {machine.get('device') or '?'}")
 
 
@@ -448,7 +449,8 @@ def _shared_settings(results: dict[str, Any]) -> Table | Para:
                   f"{get('train.gradient_accumulation_steps')} accumulation")
     lr_text = (f"{get('train.learning_rate')}, {get('train.lr_scheduler_type')} schedule, "
                f"{get('train.warmup_steps')} warmup steps")
-    precision = "bf16" if get("train.bf16") is True else "fp16" if get("train.fp16") is True else "fp32"
+    precision = ("bf16" if get("train.bf16") is True else "fp16" if get("train.fp16") is True
+                 else "bf16 autocast if the weights are bfloat16" if get("train.bf16") is None else "fp32")
     rows = [
         ("Backbone", get("model.backbone")),
         ("Training steps", _planned_steps(config)),

@@ -44,7 +44,8 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__, "device": device}
+    return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__, "device": device,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -55,10 +56,12 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 class _Eta:
-    """Remaining time from the phases done so far: mean duration of each kind of phase x phases left."""
+    """Remaining time from the phases done so far: mean duration of each kind of phase x phases left; before
+    a kind has finished once, the calibrated estimate of its mean (`prior`, see study/eta.py)."""
 
-    def __init__(self) -> None:
+    def __init__(self, prior: dict[str, float] | None = None) -> None:
         self.done: dict[str, list[float]] = {"train": [], "eval": []}
+        self.prior = prior or {}
 
     def add(self, kind: str, seconds: float) -> None:
         self.done[kind].append(seconds)
@@ -66,10 +69,11 @@ class _Eta:
     def remaining(self, left: dict[str, int]) -> str:
         total = 0.0
         for kind, count in left.items():
-            if count and not self.done[kind]:
+            if count and not self.done[kind] and kind not in self.prior:
                 return "estimating"
             if count:
-                total += count * sum(self.done[kind]) / len(self.done[kind])
+                done = self.done[kind]
+                total += count * (sum(done) / len(done) if done else self.prior[kind])
         return f"~{int(total // 60)} min left" if total >= 60 else f"~{int(total)} s left"
 
 
@@ -97,6 +101,7 @@ def _train_run(run: RunPlan, force: bool) -> dict[str, Any]:
         "holdout_before": holdout.get("before"),
         "holdout_after": holdout.get("after"),
         "trainable_parameters": summary.get("trainable_parameters"),
+        "precision": summary.get("precision"),  # what dtype: auto resolved to for training on this machine
     }
 
 
@@ -134,8 +139,25 @@ def train_designs(plan: StudyPlan, *, force: bool = False) -> None:
             _train_run(run, force)
 
 
-def run_study(plan: StudyPlan, *, force: bool = False, progress: bool = True) -> Path:
-    """Train and evaluate every run of `plan`, then write results.json and the report; return results.json."""
+def _calibrated_prior(plan: StudyPlan) -> dict[str, float]:
+    """Mean seconds of a training and of an evaluation phase, from a short calibration (study/eta.py)."""
+    from poolattn.study.eta import calibrate, estimate
+
+    guess = estimate(plan, calibrate(plan))
+    logger.info("estimated study time on this machine: %d min (training %.0f min, evaluation %.0f min)",
+                guess.minutes, guess.train_total / 60, guess.eval_total / 60)
+    prior = {"eval": guess.eval_total / max(len(guess.eval), 1)}
+    if guess.train:
+        prior["train"] = guess.train_total / len(guess.train)
+    return prior
+
+
+def run_study(plan: StudyPlan, *, force: bool = False, progress: bool = True, calibrate: bool = False) -> Path:
+    """Train and evaluate every run of `plan`, then write results.json and the report; return results.json.
+
+    `calibrate` times a few training steps and encode batches first, so the progress bar shows the remaining
+    time from the start instead of after the first run of each kind.
+    """
     from poolattn.evaluation.items import ITEMS_DIR
     from poolattn.study.analysis import analyse
     from poolattn.study.report import write_report
@@ -150,7 +172,8 @@ def run_study(plan: StudyPlan, *, force: bool = False, progress: bool = True) ->
         "tasks": {},
         "runs": {},
     }
-    eta = _Eta()
+    pending = force or any(not (run.folder / RUN_FILE).is_file() for run in plan.runs)
+    eta = _Eta(_calibrated_prior(plan) if calibrate and pending else None)
     left = {"train": sum(r.trained for r in plan.runs), "eval": len(plan.runs)}
     bar = tqdm(total=left["train"] + left["eval"], desc="study", unit="phase", disable=not progress, position=0)
     for run in plan.runs:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from poolattn.config import Config
@@ -202,6 +203,33 @@ def build_step(config: Config, collate) -> ContrastiveStep:
     )
 
 
+def training_precision(config: Config) -> tuple[str, bool]:
+    """(backbone weights dtype, bfloat16 autocast on?) for training `config` on this machine.
+
+    `model.dtype: auto` is measured for training (forward and backward), which may choose differently from
+    encoding. `train.bf16` unset follows the weights: autocast exactly when they are bfloat16, so the float32
+    LoRA products run in bfloat16 too; an `auto` that resolves to float32 trains wholly in float32.
+    """
+    from poolattn.backbone import offline
+    from poolattn.backbone.load import default_device, resolve_dtype
+
+    location = offline.resolve(config.model.backbone)
+    dtype = resolve_dtype(config.model.dtype, default_device(), location=location, purpose="train",
+                          trust_remote_code=config.model.trust_remote_code)
+    name = str(dtype).removeprefix("torch.")
+    autocast = config.train.bf16 if config.train.bf16 is not None else dtype == torch.bfloat16
+    return name, bool(autocast)
+
+
+def _same_on_every_rank(value: Any) -> Any:
+    """Rank 0's `value` on every process: a measured choice (such as dtype auto's) must not differ between ranks."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return value
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def train(config: Config, *, callbacks: list | None = None) -> TrainResult:
     """Train `config.model` on `config.data` with `config.loss` and `config.train`; save to train.output_dir."""
     from poolattn.model import Embedder
@@ -211,10 +239,14 @@ def train(config: Config, *, callbacks: list | None = None) -> TrainResult:
     start = time.perf_counter()
     resume = config.train.resume_from_checkpoint
     args = to_training_arguments(config)
+    args.device  # sets up the process group under torchrun / accelerate, before the ranks agree on the dtype
+    weights_dtype, autocast = _same_on_every_rank(training_precision(config))
+    args.bf16 = autocast  # read when the Trainer builds its accelerator
     if args.process_index == 0:
         check_output_dir(config)  # fail before any work
     dataset, held = split_holdout(load_training_data(config), config.data.holdout, config.data.max_records)
-    model = Embedder.from_config(config.model, device=args.device)
+    # the dtype decided above, not a second (possibly different) measurement
+    model = Embedder.from_config(dataclasses.replace(config.model, dtype=weights_dtype), device=args.device)
     if config.train.attn_implementation and config.train.attn_implementation != config.model.attn_implementation:
         model.backbone.get_base_model().set_attn_implementation(config.train.attn_implementation)
     counts = model.parameter_counts()
@@ -224,10 +256,11 @@ def train(config: Config, *, callbacks: list | None = None) -> TrainResult:
     step = build_step(config, model.text_tokenizer.collate)
     logger.info(
         "training %s on %d records: contrastive batch %d (%s), chunks of %d records%s, loss scale %g; "
-        "trainable: LoRA %s, head %s",
+        "trainable: LoRA %s, head %s; %s weights%s",
         f"{config.model.pooling.name}-{config.model.attention}", len(dataset), contrastive,
         config.loss.contrastive_batch, step.chunk_size, " with GradCache" if step.grad_cache else "",
-        config.loss.scale, f"{counts['lora']:,}", f"{counts['head']:,}",
+        config.loss.scale, f"{counts['lora']:,}", f"{counts['head']:,}", weights_dtype,
+        ", bfloat16 autocast" if autocast else "",
     )
     sampler = SourceBatchSampler(
         dataset.sources if len(dataset.sources) == len(dataset) else [None] * len(dataset),
@@ -268,6 +301,7 @@ def train(config: Config, *, callbacks: list | None = None) -> TrainResult:
                    "bad_records_skipped": dataset.report.skipped, "contrastive_batch": contrastive,
                    "texts_seen": collator.texts, "texts_truncated": collator.truncated,
                    "trainable_parameters": {"lora": counts["lora"], "head": counts["head"]},
+                   "precision": {"weights": weights_dtype, "bf16_autocast": autocast},
                    "log_history": trainer.state.log_history}
         (out / SUMMARY).write_text(json.dumps(summary, indent=2, default=str) + "\n")
         from poolattn.card import write_model_card

@@ -57,7 +57,7 @@ def to_training_arguments(config: Config, **overrides: Any) -> TrainingArguments
         num_train_epochs=train.num_train_epochs,
         warmup_steps=train.warmup_steps,
         lr_scheduler_type=train.lr_scheduler_type,
-        bf16=train.bf16,
+        bf16=bool(train.bf16),
         fp16=train.fp16,
         logging_steps=train.logging_steps,
         logging_first_step=True,

@@ -1,0 +1,162 @@
+"""How long a study plan takes on this machine, from a short calibration on the plan's own work.
+
+Training: each trained design runs a couple of real contrastive steps (same backbone, dtype, max length, batch,
+LoRA, head, loss path) and its step time x its planned steps is its training time; the held-out check encodes
+its records before and after training (and every `eval_steps`). Evaluation: mteb runs the plan's tasks once with
+a recording random encoder (no model), which gives mteb's own time (loading, classifier fits, scoring: the part
+that does not depend on the model) and exactly the texts it asks to encode, with their instructions; the
+untrained baseline then encodes an even sample of those texts at the evaluation batch size and dtype, and
+seconds per text x texts is the encoding time of every run. The estimate keeps these parts apart, so a reader
+(and a test) can see what it is made of.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from poolattn.config import merge
+from poolattn.study.plan import StudyPlan, expand_tasks
+
+logger = logging.getLogger(__name__)
+
+ENCODE_SAMPLE = 96  # texts of the evaluation encoded for the rate: three batches of 32
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Measured on this machine: seconds per training step by run key, evaluation's parts, encode rate."""
+
+    step_seconds: dict[str, float]
+    eval_overhead_seconds: float   # one evaluation of the plan's tasks minus its encoding
+    eval_texts: int                # texts one evaluation encodes
+    encode_seconds_per_text: float
+    seconds: float = 0.0           # how long the calibration itself took
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Seconds per part of the plan; `total` is their sum."""
+
+    train: dict[str, float] = field(default_factory=dict)
+    eval: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def train_total(self) -> float:
+        return sum(self.train.values())
+
+    @property
+    def eval_total(self) -> float:
+        return sum(self.eval.values())
+
+    @property
+    def total(self) -> float:
+        return self.train_total + self.eval_total
+
+    @property
+    def minutes(self) -> int:
+        return max(1, math.ceil(self.total / 60))
+
+
+class _RecordingEncoder:
+    """Random unit vectors (the suite's negative control), keeping every text and instruction asked for."""
+
+    def __init__(self, dim: int) -> None:
+        from poolattn.evaluation.baselines import RandomEncoder
+
+        self.inner = RandomEncoder(dim=dim)
+        self.calls: list[tuple[str, str | None]] = []
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.inner.embedding_dim
+
+    def encode(self, texts: Sequence[str], *, instruction: str | Sequence[str | None] | None = None,
+               batch_size: int = 32, show_progress: bool = True) -> np.ndarray:
+        texts = list(texts)
+        instructions = [instruction] * len(texts) if isinstance(instruction, str) or instruction is None else list(
+            instruction)
+        self.calls += list(zip(texts, instructions))
+        return self.inner.encode(texts)
+
+
+def _planned_steps(plan: StudyPlan, run_config) -> int:
+    train = run_config.train
+    if train.max_steps > 0:
+        return train.max_steps
+    from poolattn.training.run import load_training_data
+
+    records = train.per_device_train_batch_size * train.gradient_accumulation_steps
+    count = len(load_training_data(run_config)) - run_config.data.holdout
+    return math.ceil(count / records) * math.ceil(train.num_train_epochs)
+
+
+def _holdout_encodes(run_config, steps: int) -> int:
+    """Texts the held-out check encodes in one training run: 2 per record, before, after and every eval_steps."""
+    holdout, every = run_config.data.holdout, run_config.train.eval_steps
+    checks = 2 + (steps // every if every else 0) if holdout else 0
+    return 2 * holdout * checks
+
+
+def estimate(plan: StudyPlan, calibration: Calibration) -> Estimate:
+    """Seconds for each run's training and evaluation, from `calibration` and the plan's own counts."""
+    per_text = calibration.encode_seconds_per_text
+    evaluation = calibration.eval_overhead_seconds + calibration.eval_texts * per_text
+    train, eval_ = {}, {}
+    for run in plan.runs:
+        if run.trained:
+            steps = _planned_steps(plan, run.config)
+            train[run.key] = steps * calibration.step_seconds[run.key] + _holdout_encodes(run.config, steps) * per_text
+        eval_[run.key] = evaluation
+    return Estimate(train, eval_)
+
+
+def calibrate(plan: StudyPlan, *, steps: int = 1, encode_sample: int = ENCODE_SAMPLE) -> Calibration:
+    """Time `steps` training steps of every trained design and the evaluation's parts.
+
+    Only the first design gets an untimed warm-up step (kernel selection and allocator growth happen once per
+    process): on a CPU where a step takes seconds, that keeps the calibration near one step per design.
+    """
+    from poolattn.evaluation import evaluate
+    from poolattn.model import Embedder
+    from poolattn.speed import time_encode, time_train_steps
+
+    start = time.perf_counter()
+    step_seconds = {}
+    for run in plan.runs:
+        if run.trained:
+            warmup = 0 if step_seconds else 1
+            step_seconds[run.key] = time_train_steps(run.config, steps, warmup=warmup).seconds_per_item
+            logger.info("calibration: %s, %.2f s per training step", run.label, step_seconds[run.key])
+    first = plan.runs[0]
+    model = Embedder.from_config(merge(first.config, {"model": {"dtype": first.config.eval.dtype}}).model).merge_lora()
+    recorder = _RecordingEncoder(model.embedding_dim)
+    mteb_start = time.perf_counter()
+    evaluate(recorder, expand_tasks(plan.tasks), None, batch_size=first.config.eval.batch_size, show_progress=False)
+    overhead = time.perf_counter() - mteb_start
+    texts = recorder.calls
+    stride = max(1, len(texts) // max(encode_sample, 1))
+    sample = texts[::stride][:encode_sample] or [("", None)]
+    rate = time_encode(model, [t for t, _ in sample], batch_size=first.config.eval.batch_size,
+                       instructions=[i for _, i in sample])
+    calibration = Calibration(step_seconds, overhead, len(texts), rate.seconds_per_item,
+                              time.perf_counter() - start)
+    logger.info("calibration: evaluation encodes %d texts at %.1f ms each, plus %.1f s of mteb's own work; "
+                "calibrated in %.0f s", len(texts), 1000 * rate.seconds_per_item, overhead, calibration.seconds)
+    return calibration
+
+
+def describe_estimate(estimate_: Estimate) -> list[str]:
+    """`key=value` lines for --dry-run: the whole in minutes (rounded up), its parts in seconds."""
+    out: dict[str, Any] = {
+        "estimated_minutes": estimate_.minutes,
+        "estimated_train_seconds": f"{estimate_.train_total:.2f}",
+        "estimated_eval_seconds": f"{estimate_.eval_total:.2f}",
+    }
+    return [f"{k}={v}" for k, v in out.items()]
