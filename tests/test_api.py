@@ -82,9 +82,9 @@ def test_max_length_is_the_users_choice_at_load_and_after(tiny_llama, tmp_path):
     trained.save(tmp_path / "m")
     long_text = ["y" * 150]
     same_start = ["the start is shared " * 5 + "then it ends one way", "the start is shared " * 5 + "or another"]
-    default = Embedder.load(tmp_path / "m", device="cpu")
+    default = Embedder.load(tmp_path / "m", device="cpu", backbone=str(tiny_llama))
     assert default.max_length == 64
-    longer = Embedder.load(tmp_path / "m", device="cpu", max_length=200)
+    longer = Embedder.load(tmp_path / "m", device="cpu", backbone=str(tiny_llama), max_length=200)
     assert longer.max_length == 200 and longer.config.max_length == 64  # the training length stays recorded
     assert len(longer.tokenize(long_text)["input_ids"][0]) == 151  # 150 characters + EOS, nothing cut
     # a text that fits both lengths is the same; one that does not is no longer truncated
@@ -95,7 +95,7 @@ def test_max_length_is_the_users_choice_at_load_and_after(tiny_llama, tmp_path):
     assert np.abs(whole[0] - whole[1]).max() > 1e-3
     default.max_length = 200
     np.testing.assert_allclose(default.encode(same_start), whole, atol=1e-6)
-    assert resolve_model(tmp_path / "m", device="cpu", max_length=100).max_length == 100
+    assert resolve_model(tmp_path / "m", device="cpu", max_length=100, backbone=str(tiny_llama)).max_length == 100
 
 
 def test_max_length_is_bounded_by_the_backbone_context(model):
@@ -113,11 +113,11 @@ def test_encode_command_takes_the_inference_length(tiny_llama, tmp_path, capsys)
     trained.save(tmp_path / "m")
     texts = ["the start is shared " * 5 + "then it ends one way", "the start is shared " * 5 + "or another"]
     (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")
-    code = main(["encode", "--model", str(tmp_path / "m"), "--input", str(tmp_path / "in.txt"),
+    code = main(["encode", "--model", str(tmp_path / "m"), "--backbone", str(tiny_llama), "--input", str(tmp_path / "in.txt"),
                  "--output", str(tmp_path / "e.npy"), "--max_length", "200", "--no-progress"])
     assert code == 0
-    expected = Embedder.load(tmp_path / "m", device="cpu", max_length=200).encode(texts)
+    expected = Embedder.load(tmp_path / "m", device="cpu", backbone=str(tiny_llama), max_length=200).encode(texts)
     np.testing.assert_allclose(np.load(tmp_path / "e.npy"), expected, atol=1e-6)
-    code = main(["encode", "--model", str(tmp_path / "m"), "--input", str(tmp_path / "in.txt"),
+    code = main(["encode", "--model", str(tmp_path / "m"), "--backbone", str(tiny_llama), "--input", str(tmp_path / "in.txt"),
                  "--output", str(tmp_path / "e.npy"), "--max_length", "5000"])
     assert code == 2 and "context of 256 tokens" in capsys.readouterr().err

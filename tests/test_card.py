@@ -43,7 +43,7 @@ def test_a_training_run_writes_its_data_steps_and_holdout_into_the_card(tiny_lla
     # the sentence-transformers export's card keeps the run's record
     from poolattn.export import export_sentence_transformers
 
-    export_sentence_transformers(tmp_path / "run", tmp_path / "run-st")
+    export_sentence_transformers(tmp_path / "run", tmp_path / "run-st", backbone=str(tiny_llama))
     exported = (tmp_path / "run-st" / "README.md").read_text()
     assert "| steps | 2 |" in exported and f"{before:.3f} before" in exported
     assert 'SentenceTransformer("run-st")' in exported
@@ -55,7 +55,7 @@ def test_evaluation_inside_the_model_folder_joins_the_card(tiny_llama, tmp_path,
     model = Embedder.from_design(1, str(tiny_llama), device="cpu", max_length=256)  # room for the instruction
     model.save(tmp_path / "m")
     assert "## Evaluation" not in (tmp_path / "m" / "README.md").read_text()
-    assert main(["evaluate", "--model", str(tmp_path / "m"), "--tasks", "FixtureSTS", "--output",
+    assert main(["evaluate", "--model", str(tmp_path / "m"), "--backbone", str(tiny_llama), "--tasks", "FixtureSTS", "--output",
                  str(tmp_path / "m" / "eval"), "--suite-dir", str(FIXTURE_SUITE), "--no-progress"]) == 0
     score = json.loads((tmp_path / "m" / "eval" / "results.json").read_text())["FixtureSTS"]["main_score"]
     assert f"| FixtureSTS | sts | {score:.4f} |" in (tmp_path / "m" / "README.md").read_text()
@@ -74,7 +74,7 @@ def test_resaving_a_loaded_model_keeps_its_trained_weights(tiny_llama, tmp_path)
     model = _embedder(tiny_llama, 1)
     _perturb_lora(model)
     model.save(tmp_path / "a")
-    loaded = Embedder.load(tmp_path / "a", device="cpu")  # adapters merged for inference
+    loaded = Embedder.load(tmp_path / "a", device="cpu", backbone=str(tiny_llama))  # adapters merged for inference
     loaded.save(tmp_path / "b")
     again = Embedder.load(tmp_path / "b", device="cpu")
     np.testing.assert_allclose(again.encode(["hello there"]), model.encode(["hello there"]), atol=1e-5)

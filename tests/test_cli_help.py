@@ -45,7 +45,7 @@ def test_train_help_shows_every_default_and_plain_metavars(capsys, command):
                    "--output_dir PATH where checkpoints and the final model go (default: runs/poolattn)",
                    "--max_seq_length N max tokens per text, EOS included (default: 512)",
                    "--num_latents N trainable pooling: number of latents (default: from --pooling_preset)",
-                   "--bf16 [BOOL] bfloat16 autocast (default: False)"):
+                   "--bf16 [BOOL] bfloat16 autocast (default: on exactly when the weights are bfloat16)"):
         assert phrase in text, phrase
     entries = _entries(raw)
     for flag in [*FLAGS, *SWITCHES]:  # every flag says its default

@@ -105,13 +105,13 @@ def test_export_command_writes_a_loadable_folder(tiny_llama, tmp_path, capsys):
     _perturb_lora(model)
     model.save(tmp_path / "trained")
     code = main(["export", str(tmp_path / "trained"), str(tmp_path / "st"), "--format", "sentence-transformers",
-                 "--instruction", INSTRUCTION])
+                 "--instruction", INSTRUCTION, "--backbone", str(tiny_llama)])
     assert code == 0
     assert "trust_remote_code=True" in capsys.readouterr().out
     card = (tmp_path / "st" / "README.md").read_text()
     assert "sentence-transformers export of `trained`" in card
     assert 'SentenceTransformer("st", trust_remote_code=True)' in card and "design 2 (latent-causal)" in card
-    _compare(Embedder.load(tmp_path / "trained", device="cpu"),
+    _compare(Embedder.load(tmp_path / "trained", device="cpu", backbone=str(tiny_llama)),
              SentenceTransformer(str(tmp_path / "st"), device="cpu", trust_remote_code=True))
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from poolattn.designs import get_design
+from poolattn.errors import InputNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ def write_model_card(folder: str | Path) -> Path | None:
     folder = Path(folder)
     meta = _read_json(folder / "poolattn.json")
     if meta is None:
-        raise FileNotFoundError(f"{str(folder)!r} holds no poolattn.json; write the model with Embedder.save first")
+        raise InputNotFoundError(f"{str(folder)!r} holds no poolattn.json; write the model with Embedder.save first")
     card = folder / CARD_FILE
     if card.is_file() and not card.read_text(encoding="utf-8", errors="replace").startswith(MARKER):
         logger.warning("%s was not written by poolattn; leaving it as it is (no model card written)", card)

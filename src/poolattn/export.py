@@ -27,6 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from poolattn.errors import InputError, OutputPathError
 from poolattn.model import DEFAULT_QUERY_INSTRUCTION, Embedder
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def _add_eos_post_processor(folder: Path, tokenizer: Any) -> None:
         return
     path = folder / "tokenizer.json"
     if not path.is_file():
-        raise ValueError(
+        raise InputError(
             "the tokenizer of this model has no tokenizer.json (a slow tokenizer); the sentence-transformers "
             "export needs a fast tokenizer to append EOS"
         )
@@ -62,7 +63,7 @@ def _add_eos_post_processor(folder: Path, tokenizer: Any) -> None:
     special = tokenizer(probe, add_special_tokens=True)["input_ids"]
     starts = [i for i in range(len(special) - len(plain) + 1) if special[i : i + len(plain)] == plain]
     if not starts:
-        raise ValueError("could not find where the tokenizer puts its special tokens; export needs a fast tokenizer")
+        raise InputError("could not find where the tokenizer puts its special tokens; export needs a fast tokenizer")
     prefix, suffix = special[: starts[0]], special[starts[0] + len(plain) :]
     eos = int(tokenizer.eos_token_id)
     pieces = [*prefix, "$A", *suffix, eos]
@@ -113,6 +114,8 @@ def export_sentence_transformers(
     *,
     instruction: str = DEFAULT_INSTRUCTION,
     source: str | Path | None = None,
+    backbone: str | None = None,
+    trust_remote_code: bool = False,
 ) -> Path:
     """Write `model` (an Embedder or a saved folder) to `out` as a sentence-transformers model; returns `out`.
 
@@ -128,10 +131,11 @@ def export_sentence_transformers(
 
     out = Path(out)
     if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"output folder {str(out)!r} is not empty; choose a new folder for the export")
+        raise OutputPathError(f"output folder {str(out)!r} is not empty; choose a new folder for the export")
     if not isinstance(model, Embedder):
         source = model
-        model = Embedder.load(model, device="cpu", dtype="float32")
+        model = Embedder.load(model, device="cpu", dtype="float32", backbone=backbone,
+                              trust_remote_code=trust_remote_code)
     prompts = {"query": model.config.instruction_template.format(instruction=instruction), "document": ""}
     with tempfile.TemporaryDirectory(prefix="poolattn-export-") as tmp:
         if model.config.pooling.name in NATIVE_POOLING:

@@ -167,9 +167,9 @@ class Embedder(nn.Module):
     def _checked_max_length(self, value: int) -> int:
         context = getattr(self.backbone.config, "max_position_embeddings", None)
         if isinstance(value, bool) or not isinstance(value, int) or value < 2:
-            raise ValueError(f"max_length={value!r} must be an integer >= 2 (room for text and the EOS token)")
+            raise InputError(f"max_length={value!r} must be an integer >= 2 (room for text and the EOS token)")
         if context is not None and value > context:
-            raise ValueError(
+            raise InputError(
                 f"max_length={value} is longer than the backbone's context of {context} tokens; choose <= {context}"
             )
         return value
@@ -250,14 +250,14 @@ class Embedder(nn.Module):
             ValueError: `convert_to` is not "numpy" or "torch", or batch_size < 1.
         """
         if convert_to not in CONVERT_TO:
-            raise ValueError(f"convert_to={convert_to!r} is not allowed; choose one of {list(CONVERT_TO)}")
+            raise InputError(f"convert_to={convert_to!r} is not allowed; choose one of {list(CONVERT_TO)}")
         texts = check_texts(texts)
         if isinstance(instruction, str) or instruction is None:
             instructions: list[str | None] = [instruction] * len(texts)
         else:
             instructions = list(instruction)
         if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size} must be >= 1")
+            raise InputError(f"batch_size={batch_size} must be >= 1")
         out = np.zeros((len(texts), self.embedding_dim), dtype=np.float32)
         if not texts:
             return out if convert_to == "numpy" else torch.from_numpy(out)
@@ -315,7 +315,7 @@ class Embedder(nn.Module):
         if right.ndim == 1:
             right = right.unsqueeze(0)
         if left.ndim != 2 or right.ndim != 2 or left.shape[1] != right.shape[1]:
-            raise ValueError(
+            raise InputError(
                 f"similarity needs two (N, D) arrays of the same width, got {tuple(left.shape)} and {tuple(right.shape)}"
             )
         scores = F.normalize(left, dim=-1) @ F.normalize(right.to(left.device), dim=-1).T

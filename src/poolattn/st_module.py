@@ -21,6 +21,7 @@ from typing import Any
 from sentence_transformers.base.modules.input_module import InputModule
 from torch import Tensor
 
+from poolattn.errors import InputNotFoundError
 from poolattn.features import TextTokenizer
 
 
@@ -81,7 +82,7 @@ class PoolattnModule(InputModule):
 
         path = Path(model_name_or_path) / subfolder
         if not path.is_dir():
-            raise FileNotFoundError(
+            raise InputNotFoundError(
                 f"{str(path)!r} is not a local folder; a poolattn export loads from a folder on disk"
             )
         model_kwargs = kwargs.get("model_kwargs") or {}

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -32,7 +34,8 @@ def resolve_dtype(
         device = torch.device(device) if device is not None else default_device()
         if location is None and device.type == "cpu":
             return torch.float32
-        choice = auto_choice(location or "", device, purpose, trust_remote_code=trust_remote_code)
+        with backbone_errors(location or ""):  # auto reads the backbone's config for its layer shapes
+            choice = auto_choice(location or "", device, purpose, trust_remote_code=trust_remote_code)
         return _DTYPES[choice.dtype]
     return _DTYPES[name]
 
@@ -69,11 +72,18 @@ def load_base_model(
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the per-tensor "Loading weights" bar is noise for sub-second loads
-    try:
+    with backbone_errors(location):
         return AutoModel.from_pretrained(
             location, dtype=dtype, attn_implementation=attn_implementation, trust_remote_code=trust_remote_code,
             **({"use_safetensors": True} if safetensors_only else {}),
         )
+
+
+@contextlib.contextmanager
+def backbone_errors(location: str) -> Iterator[None]:
+    """A backbone (or its config) that transformers cannot find or read becomes one line naming `location`."""
+    try:
+        yield
     except OSError as exc:
         known = sorted(offline.OFFLINE_MODELS)
         raise InputNotFoundError(

@@ -15,13 +15,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what to export to (default: %(default)s)")
     parser.add_argument("--instruction", default=None, metavar="TEXT",
                         help="the instruction saved as the 'query' prompt (default: a web-search retrieval one)")
+    parser.add_argument("--backbone", default=None, metavar="PATH",
+                        help="for a folder whose poolattn.json names a local backbone path, that path (loaded only "
+                        "when given here; default: none)")
+    parser.add_argument("--trust_remote_code", action="store_true",
+                        help="let Python code shipped with the model run (off by default; only for sources you trust)")
 
 
 def run(args: argparse.Namespace) -> int:
     from poolattn.export import DEFAULT_INSTRUCTION, export_sentence_transformers, needs_trust_remote_code
     from poolattn.model import Embedder
 
-    model = Embedder.load(args.model_dir, device="cpu", dtype="float32")
+    model = Embedder.load(args.model_dir, device="cpu", dtype="float32", backbone=args.backbone,
+                          trust_remote_code=args.trust_remote_code)
     out = export_sentence_transformers(model, args.out, instruction=args.instruction or DEFAULT_INSTRUCTION,
                                        source=args.model_dir)
     if needs_trust_remote_code(model.config.pooling.name):

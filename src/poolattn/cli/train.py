@@ -84,6 +84,7 @@ _NONE_MEANS = {
     "model.pooling.head_dim": "from --pooling_preset", "loss.grad_cache_chunk_size": "--per_device_train_batch_size",
     "data.dataset_name": "the bundled training set", "data.max_records": "all",
     "train.save_total_limit": "keep all", "train.attn_implementation": "--attn_implementation",
+    "train.bf16": "on exactly when the weights are bfloat16",
 }
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
