@@ -52,9 +52,9 @@ def test_contrastive_batch_is_per_device_times_accumulation(tiny_llama, tmp_path
     seen = []
     original = InfoNCELoss.forward
 
-    def spy(self, queries, documents, labels, qg=None, dg=None):
+    def spy(self, queries, documents, labels, qg=None, dg=None, **kwargs):
         seen.append((queries.shape[0], documents.shape[0]))
-        return original(self, queries, documents, labels, qg, dg)
+        return original(self, queries, documents, labels, qg, dg, **kwargs)
 
     monkeypatch.setattr(InfoNCELoss, "forward", spy)
     train(_config(tiny_llama, tmp_path, per_device_train_batch_size=2, gradient_accumulation_steps=3, max_steps=2))
@@ -130,9 +130,9 @@ def test_non_finite_loss_stops_with_step_and_records(tiny_llama, tmp_path, monke
     original = InfoNCELoss.forward
     calls = {"n": 0}
 
-    def nan_on_second(self, *args):
+    def nan_on_second(self, *args, **kwargs):
         calls["n"] += 1
-        value = original(self, *args)
+        value = original(self, *args, **kwargs)
         return value * float("nan") if calls["n"] == 2 else value
 
     monkeypatch.setattr(InfoNCELoss, "forward", nan_on_second)
