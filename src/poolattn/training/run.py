@@ -18,6 +18,7 @@ from poolattn.data.collator import TripletCollator
 from poolattn.data.records import TripleDataset, bundled_training_set, load_file, load_hf_dataset
 from poolattn.data.sampler import SourceBatchSampler
 from poolattn.losses import ContrastiveStep, build_loss
+from poolattn.training.identity import identity_differences, make_identity, read_identity, records_sha256, write_identity
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +128,25 @@ def check_output_dir(config: Config) -> None:
         )
 
 
+def check_resume_identity(out: Path, identity: dict[str, Any]) -> None:
+    """Refuse to resume a run made with other settings, other training data or another poolattn version.
+
+    Raises:
+        FileExistsError: the recorded identity differs (each differing key is named, old -> new).
+    """
+    recorded = read_identity(out)
+    if recorded is None:
+        return  # a run from before identities were recorded: the config check above is all there is
+    ignore = ["eval", "study"] + [f"train.{name}" for name in _RESUMABLE_FIELDS["train"]]
+    differences = identity_differences(recorded, identity, ignore=ignore)
+    if differences:
+        raise FileExistsError(
+            f"--resume_from_checkpoint: output_dir {str(out)!r} holds a run made differently "
+            f"({'; '.join(differences)}); resume with the same settings and data, choose another --output_dir, "
+            "or pass --overwrite_output_dir to replace it"
+        )
+
+
 def build_step(config: Config, collate) -> ContrastiveStep:
     """The loss path: GradCache when the per-device contrastive batch is larger than one forward chunk (or as set)."""
     train, loss = config.train, config.loss
@@ -151,6 +171,9 @@ def train(config: Config, *, callbacks: list | None = None) -> TrainResult:
     check_output_dir(config)
     args = to_training_arguments(config)
     dataset, held = split_holdout(load_training_data(config), config.data.holdout, config.data.max_records)
+    identity = make_identity(config, records_sha256(dataset[i] for i in range(len(dataset))))
+    if resume:
+        check_resume_identity(Path(config.train.output_dir), identity)
     model = Embedder.from_config(config.model, device=args.device)
     if config.train.attn_implementation and config.train.attn_implementation != config.model.attn_implementation:
         model.backbone.get_base_model().set_attn_implementation(config.train.attn_implementation)
@@ -185,6 +208,7 @@ def train(config: Config, *, callbacks: list | None = None) -> TrainResult:
     if args.should_save:
         out.mkdir(parents=True, exist_ok=True)
         (out / RUN_CONFIG).write_text(config.to_yaml())
+        write_identity(out, identity)  # after check_resume_identity: only resumable fields may have changed
     if resume == "latest":
         from transformers.trainer_utils import get_last_checkpoint
 
@@ -204,6 +228,7 @@ def train(config: Config, *, callbacks: list | None = None) -> TrainResult:
                    "bad_records_skipped": dataset.report.skipped, "contrastive_batch": contrastive,
                    "texts_seen": collator.texts, "texts_truncated": collator.truncated,
                    "trainable_parameters": {"lora": counts["lora"], "head": counts["head"]},
+                   "data_sha256": identity["data_sha256"], "poolattn_version": identity["poolattn_version"],
                    "log_history": trainer.state.log_history}
         (out / SUMMARY).write_text(json.dumps(summary, indent=2, default=str) + "\n")
     if dataset.report.skipped:
