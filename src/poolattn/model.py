@@ -291,9 +291,12 @@ class Embedder(nn.Module):
     ) -> Embedder:
         """Rebuild a saved model: same backbone, adapters, head and tokenizer, hence the same embeddings.
 
-        A model loaded for inference (`trainable=False`) has its LoRA adapters merged into the weights unless
-        `merge_lora=False` (see `merge_lora`): the same embeddings up to float rounding, at the bare backbone's
-        speed. `trainable=True` keeps the adapters and makes them and the head trainable.
+        A model loaded for inference (`trainable=False`) in float32 has its LoRA adapters merged into the weights
+        (see `merge_lora`): the same embeddings up to float32 rounding, at the bare backbone's speed. In bfloat16
+        or float16 the adapters stay unmerged by default, so the evaluated model is the trained one: a merged
+        low-precision weight is round(W + BA), and the rounding drops most of a small LoRA update (bf16 keeps 8
+        significant bits). `merge_lora=True` / `False` overrides. `trainable=True` keeps the adapters and makes
+        them and the head trainable.
 
         Raises:
             FileNotFoundError: `path` is not a folder written by `Embedder.save`.
@@ -324,7 +327,8 @@ class Embedder(nn.Module):
             pooler.load_state_dict(load_file(str(path / POOLER_FILE)))
         pooler.requires_grad_(trainable)
         model = cls(backbone, tokenizer, pooler.to(device=device, dtype=torch.float32), config)
-        if merge_lora if merge_lora is not None else not trainable:
+        exact = next(model.backbone.parameters()).dtype == torch.float32
+        if merge_lora if merge_lora is not None else (not trainable and exact):
             model.merge_lora()
         return model
 
@@ -333,7 +337,7 @@ def resolve_model(
     spec: str | Path, *, backbone: str | None = None, dtype: str | None = None, device: str | None = None
 ) -> Embedder:
     """For inference: a saved-model folder, or a design number / name for an untrained model on `backbone`
-    (default smollm2-135m). LoRA adapters are merged (see `Embedder.merge_lora`)."""
+    (default smollm2-135m). LoRA adapters are merged in float32 (see `Embedder.load`)."""
     path = Path(spec)
     if path.is_dir():
         return Embedder.load(path, dtype=dtype, device=device)
