@@ -15,7 +15,7 @@ import yaml
 
 from poolattn.config import Config
 from poolattn.data.collator import TripletCollator
-from poolattn.data.records import TripleDataset, bundled_training_set, load_file, load_hf_dataset
+from poolattn.data.records import TripleDataset, bundled_training_set, handle_duplicates, load_file, load_hf_dataset
 from poolattn.data.sampler import SourceBatchSampler
 from poolattn.losses import ContrastiveStep, build_loss
 from poolattn.training.identity import identity_differences, make_identity, read_identity, records_sha256, write_identity
@@ -57,7 +57,7 @@ def load_training_data(config: Config) -> TripleDataset:
     else:
         dataset = bundled_training_set(default_instruction=data.default_instruction)
     logger.info("%s", dataset.report.summary())
-    return dataset
+    return handle_duplicates(dataset, on_bad_record=data.on_bad_record)
 
 
 def split_holdout(dataset: TripleDataset, count: int, max_records: int | None) -> tuple[TripleDataset, list]:
@@ -170,7 +170,9 @@ def train(config: Config, *, callbacks: list | None = None) -> TrainResult:
     resume = config.train.resume_from_checkpoint
     check_output_dir(config)
     args = to_training_arguments(config)
-    dataset, held = split_holdout(load_training_data(config), config.data.holdout, config.data.max_records)
+    loaded = load_training_data(config)
+    duplicates = getattr(loaded, "duplicates", 0)
+    dataset, held = split_holdout(loaded, config.data.holdout, config.data.max_records)
     identity = make_identity(config, records_sha256(dataset[i] for i in range(len(dataset))))
     if resume:
         check_resume_identity(Path(config.train.output_dir), identity)
@@ -225,7 +227,8 @@ def train(config: Config, *, callbacks: list | None = None) -> TrainResult:
     if args.should_save:
         summary = {**dataclasses.asdict(result), "output_dir": str(out), "train_loss": output.training_loss,
                    "records": len(dataset), "skipped_batches": trainer.skipped_batches,
-                   "bad_records_skipped": dataset.report.skipped, "contrastive_batch": contrastive,
+                   "bad_records_skipped": dataset.report.skipped, "duplicate_records": duplicates,
+                   "duplicate_records_dropped": duplicates if config.data.on_bad_record == "skip" else 0, "contrastive_batch": contrastive,
                    "texts_seen": collator.texts, "texts_truncated": collator.truncated,
                    "trainable_parameters": {"lora": counts["lora"], "head": counts["head"]},
                    "data_sha256": identity["data_sha256"], "poolattn_version": identity["poolattn_version"],
