@@ -161,3 +161,21 @@ def test_load_of_a_wrong_folder_says_what_is_expected(tmp_path):
 def test_bad_items_name_their_index(tiny_llama):
     with pytest.raises(TypeError, match=r"texts\[1\]"):
         _embedder(tiny_llama, 1).encode(["fine", None])
+
+
+def test_a_low_precision_load_evaluates_the_trained_adapters_unmerged(tiny_llama, tmp_path):
+    """bfloat16: the default load keeps LoRA as a side path (the model as trained); float32 merges exactly."""
+    model = _embedder(tiny_llama, 1)
+    _perturb_lora(model)
+    model.save(tmp_path / "m")
+    default = Embedder.load(tmp_path / "m", device="cpu", dtype="bfloat16")
+    unmerged = Embedder.load(tmp_path / "m", device="cpu", dtype="bfloat16", merge_lora=False)
+    merged = Embedder.load(tmp_path / "m", device="cpu", dtype="bfloat16", merge_lora=True)
+    assert hasattr(default.backbone, "peft_config") and not hasattr(merged.backbone, "peft_config")
+    np.testing.assert_array_equal(default.encode(TEXTS), unmerged.encode(TEXTS))
+    # negative control: the bfloat16 merge rounds the update away and moves the embeddings
+    assert np.abs(merged.encode(TEXTS) - unmerged.encode(TEXTS)).max() > 1e-3
+    exact = Embedder.load(tmp_path / "m", device="cpu")  # float32: merged, equal to the side path
+    assert not hasattr(exact.backbone, "peft_config")
+    np.testing.assert_allclose(exact.encode(TEXTS), Embedder.load(tmp_path / "m", device="cpu", merge_lora=False)
+                               .encode(TEXTS), atol=1e-5)

@@ -5,7 +5,9 @@ Three pitfalls handled here once, for encoding and training alike:
   only, so EOS is appended by hand after truncation (it is never cut off).
 - When pad == eos the mask can not be rebuilt from pad ids (the real EOS would vanish): the mask is built here.
 - Instruction tokens are marked so mean-style pooling can leave them out (LLM2Vec, NV-Embed), found from the
-  character offsets of the joint tokenisation, so the text is tokenised exactly as the model sees it.
+  character offsets of the joint tokenisation, so the text is tokenised exactly as the model sees it. Special
+  tokens the tokenizer puts first (Mistral's and Llama's BOS) are never instruction tokens: a query pools BOS +
+  its text exactly as a document pools BOS + the document.
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ logger = logging.getLogger(__name__)
 
 
 def format_query(text: str, instruction: str | None, template: str) -> tuple[str, int]:
-    """(full text, length of the instruction prefix in characters); E5 form `Instruct: {i}\\nQuery: {text}`."""
+    """(full text, length of the instruction prefix in characters); E5 form `Instruct: {i}\\nQuery: {text}`.
+
+    The prefix includes its trailing whitespace: a token made only of prefix characters is an instruction token.
+    """
     if not instruction:
         return text, 0
     prefix = template.format(instruction=instruction)
-    return prefix + text, len(prefix.rstrip())
+    return prefix + text, len(prefix)
 
 
 def check_texts(texts: Sequence[object], what: str = "texts") -> list[str]:
@@ -41,11 +46,15 @@ def check_texts(texts: Sequence[object], what: str = "texts") -> list[str]:
 
 @dataclass
 class Tokenized:
-    """Token ids of one text: `ids` ends with EOS; the first `instruction_tokens` ids belong to the instruction."""
+    """Token ids of one text: `ids` ends with EOS; `ids[special : special + instruction_tokens]` is the instruction.
+
+    `special` counts the special tokens the tokenizer puts first (BOS), which are pooled like the text.
+    """
 
     ids: list[int]
     instruction_tokens: int
     truncated: bool
+    special: int = 0
 
 
 class TextTokenizer:
@@ -62,15 +71,27 @@ class TextTokenizer:
         self.eos_id = int(tokenizer.eos_token_id)
         self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
 
-    def _instruction_tokens(self, offsets: list[tuple[int, int]], boundary: int) -> int:
-        # A token is part of the instruction when its characters end inside the prefix (BOS has (0, 0)).
+    def _instruction_tokens(self, offsets: list[tuple[int, int]], boundary: int, special: int) -> int:
+        # A token after the leading special ones is part of the instruction when its characters end in the prefix.
         count = 0
-        for start, end in offsets:
+        for start, end in offsets[special:]:
             if end <= boundary:
                 count += 1
             else:
                 break
         return count
+
+    def _instruction_tokens_slow(self, ids: list[int], full: str, boundary: int, special: int) -> int:
+        # No offsets: the longest tokenisation of the prefix (with or without its trailing whitespace) that the
+        # joint ids start with; a tokenizer may merge the trailing space into the text's first token.
+        prefix = full[:boundary]
+        for candidate in (prefix, prefix.rstrip()):
+            alone = self.tokenizer(candidate, add_special_tokens=True)["input_ids"]
+            if alone and alone[-1] == self.eos_id:
+                alone = alone[:-1]
+            if ids[: len(alone)] == alone:
+                return len(alone) - special
+        return len(alone) - special
 
     def tokenize(self, texts: Sequence[str], instructions: Sequence[str | None] | None = None) -> list[Tokenized]:
         """Tokenise without padding; truncation keeps the start (instruction first) and leaves room for EOS."""
@@ -81,22 +102,28 @@ class TextTokenizer:
         formatted = [format_query(t, i, self.template) for t, i in zip(texts, instructions)]
         fulls = [f for f, _ in formatted]
         want_offsets = any(b for _, b in formatted) and getattr(self.tokenizer, "is_fast", False)
-        encoded = self.tokenizer(fulls, add_special_tokens=True, return_offsets_mapping=want_offsets)
+        want_special = any(b for _, b in formatted)
+        encoded = self.tokenizer(fulls, add_special_tokens=True, return_offsets_mapping=want_offsets,
+                                 return_special_tokens_mask=want_special)
         out: list[Tokenized] = []
         limit = self.max_length - 1  # room for EOS
         for row, (full, boundary) in enumerate(formatted):
             ids = list(encoded["input_ids"][row])
             if ids and ids[-1] == self.eos_id:  # tokenizers that already add EOS
                 ids = ids[:-1]
-            n_instruction = 0
+            n_instruction = special = 0
             if boundary:
+                marks = encoded["special_tokens_mask"][row]
+                while special < len(marks) and marks[special]:
+                    special += 1
                 if want_offsets:
-                    n_instruction = self._instruction_tokens(encoded["offset_mapping"][row], boundary)
+                    n_instruction = self._instruction_tokens(encoded["offset_mapping"][row], boundary, special)
                 else:
-                    n_instruction = len(self.tokenizer(full[:boundary], add_special_tokens=True)["input_ids"])
+                    n_instruction = self._instruction_tokens_slow(ids, full, boundary, special)
             truncated = len(ids) > limit
             ids = ids[:limit] + [self.eos_id]
-            out.append(Tokenized(ids, min(n_instruction, len(ids) - 1), truncated))
+            special = min(special, len(ids) - 1)
+            out.append(Tokenized(ids, max(0, min(n_instruction, len(ids) - 1 - special)), truncated, special))
         return out
 
     def collate(self, items: Sequence[Tokenized]) -> dict[str, Tensor]:
@@ -114,8 +141,10 @@ class TextTokenizer:
             start = length - n if self.padding_side == "left" else 0
             input_ids[row, start : start + n] = torch.tensor(item.ids, dtype=torch.long)
             attention[row, start : start + n] = 1
-            skip = item.instruction_tokens if self.exclude_instruction else 0
-            pool[row, start + skip : start + n] = 1
+            pool[row, start : start + n] = 1
+            if self.exclude_instruction:  # BOS (item.special tokens) stays pooled, the instruction does not
+                first = start + item.special
+                pool[row, first : first + item.instruction_tokens] = 0
         position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
         return {"input_ids": input_ids, "attention_mask": attention, "pool_mask": pool, "position_ids": position_ids}
 

@@ -390,10 +390,13 @@ class Embedder(nn.Module):
         `dtype` 'auto' (the default) takes the faster of float32 and bfloat16 on this machine, measured for
         encoding or, with `trainable=True`, for training; None keeps the dtype the model was trained in.
 
-        A model loaded for inference (`trainable=False`) has its LoRA adapters merged into the weights unless
-        `merge_lora=False` (see `merge_lora`): the same embeddings up to float rounding, at the bare backbone's
-        speed. `trainable=True` keeps the adapters and makes them and the head trainable. `max_length` sets the
-        inference length (see `max_length`); by default it is the length the model was trained with.
+        A model loaded for inference (`trainable=False`) in float32 has its LoRA adapters merged into the weights
+        (see `merge_lora`): the same embeddings up to float32 rounding, at the bare backbone's speed. In bfloat16
+        or float16 the adapters stay unmerged by default, so the evaluated model is the trained one: a merged
+        low-precision weight is round(W + BA), and the rounding drops most of a small LoRA update (bf16 keeps 8
+        significant bits). `merge_lora=True` / `False` overrides. `trainable=True` keeps the adapters and makes
+        them and the head trainable. `max_length` sets the inference length (see `max_length`); by default it is
+        the length the model was trained with.
 
         Raises:
             FileNotFoundError: `path` is not a folder written by `Embedder.save`.
@@ -425,7 +428,8 @@ class Embedder(nn.Module):
             pooler.load_state_dict(load_file(str(path / POOLER_FILE)))
         pooler.requires_grad_(trainable)
         model = cls(backbone, tokenizer, pooler.to(device=device, dtype=torch.float32), config)
-        if merge_lora if merge_lora is not None else not trainable:
+        exact = next(model.backbone.parameters()).dtype == torch.float32
+        if merge_lora if merge_lora is not None else (not trainable and exact):
             model.merge_lora()
         if max_length is not None:
             model.max_length = max_length
@@ -442,9 +446,9 @@ def resolve_model(
     trust_remote_code: bool = False,
 ) -> Embedder:
     """For inference: a saved-model folder, or a design number / name for an untrained model on `backbone`
-    (default smollm2-135m). LoRA adapters are merged (see `Embedder.merge_lora`); `max_length` sets the inference
-    length (default: the saved model's training length, or the config default for a design); `dtype` None means
-    'auto'.
+    (default smollm2-135m). LoRA adapters are merged in float32 and kept unmerged in lower precisions (see
+    `Embedder.load`); `max_length` sets the inference length (default: the saved model's training length, or the
+    config default for a design); `dtype` None means 'auto'.
 
     For a folder, `backbone` is the caller's explicit backbone location (see `Embedder.load`)."""
     path = Path(spec)

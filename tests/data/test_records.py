@@ -153,3 +153,40 @@ def test_unknown_fields_are_reported_or_refused_with_strict(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         load_file(_jsonl(tmp_path / "clean.jsonl", [{"query": "q", "positive": "p", "negative": "n"}]))
     assert "unknown field" not in caplog.text  # negative control: known fields alone say nothing
+
+
+def _with_repeats(tmp_path):
+    """8 distinct records, then records 1 and 3 again (lines 9 and 10), record 1 once more (line 11)."""
+    rows = [{"query": f"q{i}", "positive": f"p{i}", "negative": f"n{i}"} for i in range(8)]
+    rows += [rows[1], rows[3], rows[1]]
+    path = tmp_path / "repeats.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_duplicate_records_are_reported_with_their_lines_and_kept(tmp_path, caplog):
+    from poolattn.data.records import find_duplicates, handle_duplicates
+
+    dataset = load_file(_with_repeats(tmp_path))
+    assert find_duplicates(dataset) == [(8, 1), (9, 3), (10, 1)]
+    with caplog.at_level("WARNING"):
+        kept = handle_duplicates(dataset)
+    assert len(kept) == 11 and kept.duplicates == 3
+    assert "3 duplicate records kept" in caplog.text
+    assert "repeats.jsonl:9 repeats repeats.jsonl:2" in caplog.text and "repeats.jsonl:11 repeats repeats.jsonl:2" in caplog.text
+    assert "--on_bad_record skip" in caplog.text
+
+
+def test_duplicate_records_are_dropped_with_skip(tmp_path, caplog):
+    from poolattn.data.records import handle_duplicates
+
+    with caplog.at_level("WARNING"):
+        kept = handle_duplicates(load_file(_with_repeats(tmp_path)), on_bad_record="skip")
+    assert [r.query for r in kept] == [f"q{i}" for i in range(8)] and kept.duplicates == 3
+    assert "3 duplicate records dropped" in caplog.text
+
+
+def test_the_bundled_training_set_has_no_duplicate_records():
+    from poolattn.data.records import find_duplicates
+
+    assert find_duplicates(bundled_training_set()) == []

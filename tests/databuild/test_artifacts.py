@@ -175,3 +175,18 @@ def test_data_card_lists_every_task_and_keeps_a_baselines_section():
     assert "## Baselines" in card
     for entry in manifest():
         assert entry["name"] in card
+
+
+def test_the_cards_overlap_figures_are_those_of_the_committed_triples():
+    from poolattn.databuild import card
+    from poolattn.databuild.training import overlaps
+
+    with gzip.open(TRIPLES, "rt", encoding="utf-8") as handle:
+        records = [json.loads(line) for line in handle]
+    summary = json.loads((RESOURCES / "build_summary.json").read_text(encoding="utf-8"))
+    found = overlaps(records)
+    assert summary["training"]["overlaps"] == found
+    assert found["hard negatives equal to another positive"] == 7425 and found["hard negatives"] == 24000
+    text = (RESOURCES / "DATA_CARD.md").read_text(encoding="utf-8")
+    assert "Overlaps: 7,425 of the 24,000 hard negatives are another record's positive" in text
+    assert card.render(summary, previous=text) == text

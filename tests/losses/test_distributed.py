@@ -2,7 +2,8 @@
 
 Each rank embeds its half of the records, the embeddings are gathered (local slice live), every rank computes
 the global loss, DDP averages the parameter gradients, and the step scales by the world size: the result must
-equal the single-process step over all records, for the plain path and for GradCache.
+equal the single-process step over all records, for the plain path and for GradCache. One record on the second
+rank holds the first rank's positive as a negative: it is masked across devices as in one process.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from poolattn.data.collator import TripletCollator
-from tests.losses.test_grad_cache import RECORDS, assert_same_gradients, grads_of, make_model, make_step
+from tests.losses.test_grad_cache import RECORDS_WITH_COPY, assert_same_gradients, grads_of, make_model, make_step
 
 MODES = {"plain": dict(chunk=5, grad_cache=False), "grad_cache": dict(chunk=2, grad_cache=True)}
 
@@ -34,8 +35,8 @@ def _worker(rank: int, world: int, port: int, model_dir: str, out_dir: str) -> N
         torch.set_num_threads(1)
         model = make_model(model_dir, design=3)
         ddp = torch.nn.parallel.DistributedDataParallel(model)
-        half = len(RECORDS) // world
-        batch = TripletCollator(model.text_tokenizer)(RECORDS[rank * half:(rank + 1) * half])
+        half = len(RECORDS_WITH_COPY) // world
+        batch = TripletCollator(model.text_tokenizer)(RECORDS_WITH_COPY[rank * half:(rank + 1) * half])
         results = {}
         for mode, kwargs in MODES.items():
             value, grads = grads_of(ddp, make_step(model, **kwargs), batch)
@@ -48,7 +49,7 @@ def _worker(rank: int, world: int, port: int, model_dir: str, out_dir: str) -> N
 def test_two_processes_equal_one_process_with_the_combined_batch(tiny_llama, tmp_path):
     mp.spawn(_worker, args=(2, _free_port(), str(tiny_llama), str(tmp_path)), nprocs=2, join=True)
     model = make_model(tiny_llama, design=3)
-    batch = TripletCollator(model.text_tokenizer)(RECORDS)
+    batch = TripletCollator(model.text_tokenizer)(RECORDS_WITH_COPY)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     for mode, kwargs in MODES.items():
         value, expected = grads_of(model, make_step(model, **kwargs), batch)
@@ -57,7 +58,7 @@ def test_two_processes_equal_one_process_with_the_combined_batch(tiny_llama, tmp
             assert got_value == pytest.approx(value, rel=1e-5), mode
             assert_same_gradients(got, expected)
         # negative control: one rank's half alone gives a different gradient
-    half = TripletCollator(model.text_tokenizer)(RECORDS[:5])
+    half = TripletCollator(model.text_tokenizer)(RECORDS_WITH_COPY[:5])
     _, alone = grads_of(model, make_step(model, chunk=5, grad_cache=False), half)
     name = next(iter(expected))
     assert (alone[name] - expected[name]).abs().max() > 1e-3 * expected[name].abs().max()

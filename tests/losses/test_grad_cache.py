@@ -17,6 +17,9 @@ RECORDS = [
            [f"an unrelated text {i * 7}"] * (i % 3), "find the answer" if i % 2 else None)
     for i in range(10)
 ]
+# record 7 (on the second device when 2 processes split the records) also holds record 2's positive as a negative
+RECORDS_WITH_COPY = [r if r.id != "7" else Record(r.id, r.query, r.positive, [RECORDS[2].positive, *r.negatives],
+                                                  r.instruction) for r in RECORDS]
 
 
 def make_model(path, design=5, dropout=0.0, seed=0) -> Embedder:
@@ -94,10 +97,10 @@ def test_loss_sees_every_query_and_document(tiny_llama, monkeypatch):
     seen = {}
     original = InfoNCELoss.forward
 
-    def spy(self, queries, documents, labels, qg=None, dg=None):
+    def spy(self, queries, documents, labels, qg=None, dg=None, **kwargs):
         seen["shape"] = (queries.shape[0], documents.shape[0])
         seen["open"] = None if qg is None else (qg[:, None] == dg[None, :]).sum(1).tolist()
-        return original(self, queries, documents, labels, qg, dg)
+        return original(self, queries, documents, labels, qg, dg, **kwargs)
 
     monkeypatch.setattr(InfoNCELoss, "forward", spy)
     negatives = sum(len(r.negatives) for r in RECORDS)
@@ -121,3 +124,23 @@ def test_non_finite_loss_raises_before_touching_gradients(tiny_llama):
     skipped = step(model, batch, skip_nonfinite=True)
     skipped.loss.backward()
     assert not skipped.finite and all(p.grad is None for p in model.parameters())
+
+
+class _Unmasked(InfoNCELoss):
+    """Negative control: InfoNCE that ignores the text keys (copies of a positive stay in the softmax)."""
+
+    def forward(self, queries, documents, labels, query_groups=None, document_groups=None, document_keys=None):
+        return super().forward(queries, documents, labels, query_groups, document_groups)
+
+
+@pytest.mark.parametrize("grad_cache", [False, True])
+def test_a_copy_of_a_positive_among_the_negatives_changes_nothing(tiny_llama, grad_cache):
+    model = make_model(tiny_llama, 2)
+    collate = TripletCollator(model.text_tokenizer)
+    step = make_step(model, chunk=3, grad_cache=grad_cache)
+    with_copy, with_copy_grads = grads_of(model, step, collate(RECORDS_WITH_COPY))
+    without, without_grads = grads_of(model, step, collate(RECORDS))
+    assert with_copy == pytest.approx(without, rel=1e-6)
+    assert_same_gradients(with_copy_grads, without_grads)
+    unmasked = ContrastiveStep(_Unmasked(20.0), chunk_size=3, grad_cache=grad_cache, collate=collate.tokenizer.collate)
+    assert grads_of(model, unmasked, collate(RECORDS_WITH_COPY))[0] > without + 1e-3

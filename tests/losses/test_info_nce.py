@@ -64,3 +64,29 @@ def test_registry_and_bad_scale():
         build_loss("triplet")
     with pytest.raises(ValueError, match="scale"):
         InfoNCELoss(scale=0)
+
+
+def test_a_copy_of_the_positive_is_masked_out_of_the_softmax():
+    # query 0's positive appears again as the hard negative of query 2 (same text, hence same embedding and key)
+    queries, docs = _embeddings(q=4, n_neg=1)
+    docs[6] = docs[0]
+    keys = torch.tensor([10, 11, 12, 13, 20, 21, 10, 23])  # document 6 has the text of document 0
+    loss = InfoNCELoss(scale=5.0)  # a low scale, so every document's term matters to every query
+    masked = loss(queries, docs, torch.arange(4), document_keys=keys)
+    keep = [j for j in range(8) if j != 6]
+    without = loss(queries, docs[keep], torch.arange(4))
+    torch.testing.assert_close(masked, without, rtol=1e-6, atol=0)
+    # negative control: unmasked, the copy competes with query 0's positive and raises the loss
+    assert loss(queries, docs, torch.arange(4)) > without + 0.05
+
+
+def test_a_positive_shared_by_two_queries_is_not_a_negative_of_either():
+    queries, docs = _embeddings(q=3, n_neg=0)
+    docs[2] = docs[0]
+    keys = torch.tensor([5, 6, 5])  # queries 0 and 2 have the same positive text
+    loss = InfoNCELoss(scale=5.0)
+    masked = loss(queries, docs, torch.arange(3), document_keys=keys)
+    # each query's softmax holds each distinct text once: its own positive, then the other texts
+    parts = [loss(queries[[i]], docs[cols], torch.tensor([cols.index(i)]))
+             for i, cols in ((0, [0, 1]), (1, [0, 1]), (2, [1, 2]))]
+    torch.testing.assert_close(masked, torch.stack(parts).mean(), rtol=1e-6, atol=0)

@@ -376,3 +376,32 @@ def test_html_renders_in_headless_chromium(report, tmp_path):
     assert pixels.std() > 0.05
     # text in the top band (title, summary) and in the band below it (tables or figures), not one block
     assert pixels[:300].std() > 0.02 and pixels[600:1400].std() > 0.02
+
+
+def _with_identities(results: dict, learning_rates: dict[str, float]) -> dict:
+    """`results` whose trained runs recorded identities, each with its own learning rate."""
+    import copy
+
+    out = copy.deepcopy(results)
+    for key, run in out["runs"].items():
+        if run["trained"]:
+            pooling, attention = DESIGNS[run["number"]]
+            config = merge(Config(), {"model": {"pooling": {"name": pooling}, "attention": attention},
+                                      "train": {"learning_rate": learning_rates.get(key, 1e-3),
+                                                "output_dir": f"study/runs/{key}/model"}}).to_dict()
+            run["identity"] = {"config": config, "data_sha256": "ab" * 32, "poolattn_version": "0.1.0"}
+    return out
+
+
+def test_report_settings_come_from_the_runs_not_the_command_line(results, tmp_path):
+    # results.json's study config (the command line) says 2e-4; the runs recorded 1e-3
+    text = write_report(_with_identities(results, {}), tmp_path)["markdown"].read_text()
+    assert "| Learning rate | 0.001," in text and "0.0002" not in text
+    assert "Everything else is shared" in text and "do NOT share" not in text
+
+
+def test_report_of_runs_that_differ_says_how(results, tmp_path):
+    text = write_report(_with_identities(results, {"2": 0.5}), tmp_path)["markdown"].read_text()
+    assert "do NOT share all their settings" in text
+    assert "design 2 (latent-causal) differs from design 1 (eos-causal): train.learning_rate: 0.001 -> 0.5" in text
+    assert "Everything else is shared" not in text

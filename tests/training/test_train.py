@@ -52,9 +52,9 @@ def test_contrastive_batch_is_per_device_times_accumulation(tiny_llama, tmp_path
     seen = []
     original = InfoNCELoss.forward
 
-    def spy(self, queries, documents, labels, qg=None, dg=None):
+    def spy(self, queries, documents, labels, qg=None, dg=None, **kwargs):
         seen.append((queries.shape[0], documents.shape[0]))
-        return original(self, queries, documents, labels, qg, dg)
+        return original(self, queries, documents, labels, qg, dg, **kwargs)
 
     monkeypatch.setattr(InfoNCELoss, "forward", spy)
     train(_config(tiny_llama, tmp_path, per_device_train_batch_size=2, gradient_accumulation_steps=3, max_steps=2))
@@ -130,9 +130,9 @@ def test_non_finite_loss_stops_with_step_and_records(tiny_llama, tmp_path, monke
     original = InfoNCELoss.forward
     calls = {"n": 0}
 
-    def nan_on_second(self, *args):
+    def nan_on_second(self, *args, **kwargs):
         calls["n"] += 1
-        value = original(self, *args)
+        value = original(self, *args, **kwargs)
         return value * float("nan") if calls["n"] == 2 else value
 
     monkeypatch.setattr(InfoNCELoss, "forward", nan_on_second)
@@ -214,3 +214,20 @@ def test_training_attention_kernel_applies_to_training_only(tiny_llama, tmp_path
     assert seen == ["eager", "eager"]
     loaded = Embedder.load(tmp_path / "run", device="cpu", backbone=str(tiny_llama))
     assert loaded.backbone.config._attn_implementation == "sdpa"
+
+
+def test_resuming_with_other_settings_or_data_is_refused_with_the_difference(tiny_llama, tmp_path):
+    config = _config(tiny_llama, tmp_path, max_steps=2, save_steps=1)
+    train(config)
+    identity = json.loads((tmp_path / "run" / "identity.json").read_text())
+    assert identity["config"]["train"]["learning_rate"] == 1e-2 and len(identity["data_sha256"]) == 64
+    assert identity["poolattn_version"] and json.loads((tmp_path / "run" / "train_summary.json").read_text())[
+        "data_sha256"] == identity["data_sha256"]
+    resume = {"train": {"resume_from_checkpoint": "latest", "max_steps": 3}}
+    with pytest.raises(FileExistsError, match=r"train.learning_rate: 0.01 -> 0.5"):
+        train(merge(config, {**resume, "train": {**resume["train"], "learning_rate": 0.5}}))
+    rows = [json.loads(line) for line in (tmp_path / "train.jsonl").read_text().splitlines()]
+    rows[3]["positive"] = "an edited answer"
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(FileExistsError, match=r"data_sha256: '[0-9a-f]{64}' -> '[0-9a-f]{64}'"):
+        train(merge(config, resume))

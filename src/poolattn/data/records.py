@@ -363,3 +363,39 @@ def _non_empty(dataset: TripleDataset) -> TripleDataset:
     if dataset.report.skipped:
         logger.warning("%s", dataset.report.summary())
     return dataset
+
+
+def find_duplicates(dataset: TripleDataset) -> list[tuple[int, int]]:
+    """(index, index of its first occurrence) for every record repeating an earlier one exactly (same query,
+    positive, negatives and instruction): repeated records put the same query twice into some batches, where
+    each copy's positive is a false negative of the other."""
+    first: dict[str, int] = {}
+    out = []
+    for index in range(len(dataset)):
+        r = dataset[index]
+        key = json.dumps([r.query, r.positive, r.negatives, r.instruction])
+        if key in first:
+            out.append((index, first[key]))
+        else:
+            first[key] = index
+    return out
+
+
+def handle_duplicates(dataset: TripleDataset, *, on_bad_record: str = "error") -> TripleDataset:
+    """Report exact duplicate records by where they are (file:line, from the record id); with
+    `on_bad_record="skip"` drop every copy after the first, otherwise keep them. `dataset.duplicates` counts them."""
+    duplicates = find_duplicates(dataset)
+    dataset.duplicates = len(duplicates)
+    if not duplicates:
+        return dataset
+    shown = "; ".join(f"{dataset[i].id} repeats {dataset[j].id}" for i, j in duplicates[:5])
+    more = f" (and {len(duplicates) - 5} more)" if len(duplicates) > 5 else ""
+    if on_bad_record != "skip":
+        logger.warning("%s: %d duplicate records kept: %s%s. Remove them, or pass --on_bad_record skip to drop "
+                       "every copy after the first", dataset.report.name, len(duplicates), shown, more)
+        return dataset
+    logger.warning("%s: %d duplicate records dropped: %s%s", dataset.report.name, len(duplicates), shown, more)
+    drop = {i for i, _ in duplicates}
+    kept = dataset.subset([i for i in range(len(dataset)) if i not in drop])
+    kept.report, kept.duplicates = dataset.report, len(duplicates)
+    return kept

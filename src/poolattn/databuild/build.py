@@ -36,7 +36,7 @@ from poolattn.databuild.sources import (
 )
 from poolattn.databuild.suite import MAX_TEXTS, MAX_TOKENS, PAYLOAD_KEYS, Task
 from poolattn.databuild.text import MAX_CHARS
-from poolattn.databuild.training import INSTRUCTIONS, make_triples
+from poolattn.databuild.training import INSTRUCTIONS, make_triples, overlaps
 
 logger = logging.getLogger(__name__)
 
@@ -268,7 +268,7 @@ def build(out_dir: Path, work_dir: Path | None = None, *, sources: Iterable[str]
                            "split": split_stats.get(name), "notes": src.notes}
                     for name, src in loaded.items()},
         "training": {"file": TRIPLES, "records": len(records), "by_source": train_stats,
-                     "instructions": {s: INSTRUCTIONS[s] for s in train_stats}},
+                     "instructions": {s: INSTRUCTIONS[s] for s in train_stats}, "overlaps": overlaps(records)},
         "tasks": manifest,
     }
 

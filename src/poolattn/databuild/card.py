@@ -129,6 +129,16 @@ def _training(summary: dict[str, Any]) -> list[str]:
     for source, s in t["by_source"].items():
         lines.append(f"| {source} | {s['training-side items']:,} | {s['triples']:,} | "
                      f"{s['skipped (no hard negative)']:,} |")
+    o = t.get("overlaps")
+    if o:
+        shared = ", ".join(f"{source} {n:,}" for source, n in o["by source"].items())
+        lines += ["", f"Overlaps: {o['hard negatives equal to another positive']:,} of the "
+                  f"{o['hard negatives']:,} hard negatives are another record's positive ({shared}). "
+                  "In a batch holding both records that text would be a false negative of the other record's "
+                  "query; training masks every copy of a query's own positive out of its softmax. "
+                  f"{o['records repeating another record']:,} records repeat another record exactly; "
+                  f"{o['records sharing their query with another record']:,} records share their query text with "
+                  "another record (with different positives)."]
     return lines
 
 

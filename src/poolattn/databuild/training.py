@@ -7,6 +7,7 @@ training-side items are used, for negatives too, so no evaluation text is ever s
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -151,3 +152,25 @@ def make_triples(
         logger.info("training: %d %s triples", len(made), source)
         records.extend(made)
     return ranked(records, key=lambda r: r["id"], salt=SHUFFLE_SALT), stats
+
+
+def overlaps(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where texts of the training set repeat, for the data card: hard negatives that are another record's
+    positive (in one batch they would be false negatives of that record's query, which training masks), records
+    repeating another record exactly, and records sharing their query text with another."""
+    positives = {r["positive"] for r in records}
+    by_source: dict[str, int] = {}
+    for r in records:
+        if r.get("negative") in positives:
+            by_source[r["source"]] = by_source.get(r["source"], 0) + 1
+    queries: dict[str, int] = {}
+    for r in records:
+        queries[r["query"]] = queries.get(r["query"], 0) + 1
+    whole = {json.dumps([r["query"], r["positive"], r.get("negative"), r.get("instruction")]) for r in records}
+    return {
+        "hard negatives equal to another positive": sum(by_source.values()),
+        "hard negatives": sum(1 for r in records if r.get("negative")),
+        "by source": dict(sorted(by_source.items())),
+        "records repeating another record": len(records) - len(whole),
+        "records sharing their query with another record": sum(n for n in queries.values() if n > 1),
+    }

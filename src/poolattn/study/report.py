@@ -468,14 +468,45 @@ def _shared_settings(results: dict[str, Any]) -> Table | Para:
     return Table([Cell("Setting"), Cell("Value")], [[Cell(k), Cell(str(v))] for k, v in rows])
 
 
+def settings_from_runs(results: dict[str, Any]) -> dict[str, Any]:
+    """`results` with study.config replaced by the settings the trained runs recorded (their identities), and
+    study.run_differences listing how the trained runs differ beyond their design: the report never prints a
+    setting taken from the command line of a later invocation."""
+    from poolattn.study.plan import DESIGN_KEYS
+    from poolattn.training.identity import identity_differences
+
+    runs = [(r.get("label", k), r.get("identity")) for k, r in (results.get("runs") or {}).items() if r.get("trained")]
+    recorded = [(label, identity) for label, identity in runs if identity]
+    if not recorded:
+        return results
+    study = dict(results.get("study") or {})
+    (first_label, first), differences = recorded[0], []
+    study["config"] = first.get("config") or {}
+    ignore = ["study", *(".".join(k) for k in DESIGN_KEYS)]
+    for label, identity in recorded[1:]:
+        found = identity_differences(first, identity, ignore=ignore)
+        if found:
+            differences.append(f"{label} differs from {first_label}: {'; '.join(found)}")
+    differences += [f"{label} recorded no settings (made by an older poolattn)" for label, identity in runs
+                    if not identity]
+    study["run_differences"] = differences
+    return {**results, "study": study}
+
+
 def _differences(results: dict[str, Any], stats: StudyStats) -> list[Block]:
     header = [Cell("Run"), Cell("Pooling"), Cell("Attention"), Cell("Trained")]
     rows = [[Cell(r.label), Cell(str(r.pooling or DASH)), Cell(str(r.attention or DASH)),
              Cell("yes" if r.trained else "no")] for r in (stats.runs[k] for k in stats.run_order)]
+    differing = (results.get("study") or {}).get("run_differences") or []
+    intro = ("The designs differ only in pooling and attention; the untrained baseline is the reference design's "
+             "architecture before fine-tuning. Everything else is shared (settings as the runs recorded them):")
+    if differing:
+        intro = ("The trained runs do NOT share all their settings, so their differences are not due to the "
+                 "design alone. The settings below are those of the first trained run.")
     return [
         Heading("What differs between the runs", 2),
-        para("The designs differ only in pooling and attention; the untrained baseline is the reference design's "
-           "architecture before fine-tuning. Everything else is shared:"),
+        para(intro),
+        *[para(Span("Warning:", "strong"), " " + d) for d in differing],
         Table(header, rows),
         Heading("Shared settings", 3),
         _shared_settings(results),
@@ -563,7 +594,7 @@ def write_report(results: dict[str, Any] | str | Path, out_dir: str | Path, *, r
     """
     if items_dir is None and isinstance(results, (str, Path)):
         items_dir = Path(results).parent / ITEMS_DIR
-    results = load_results(results)
+    results = settings_from_runs(load_results(results))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # the per-run tables compare runs; with several seeds the reference design's first run stands for it there

@@ -3,6 +3,11 @@
 Resumable: a run whose `run.json` exists is reused (its model and scores stay), so an interrupted study picks up
 where it stopped; `force=True` redoes everything. A training run interrupted half-way resumes from its latest
 checkpoint. `results.json` is rewritten after every run, so partial results are always readable.
+
+A run is reused only when it was made by the same settings: each run records its identity (the resolved config,
+a hash of the training data used, the poolattn version; `training/identity.py`). Before any work, every existing
+run is compared with what this invocation would make; any difference stops the study with the differing keys
+(old -> new) and the two ways out, `--force` or another `--study-dir`.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from tqdm.auto import tqdm
 
 from poolattn import __version__
 from poolattn.config import merge
+from poolattn.errors import InputError
 from poolattn.study.plan import RunPlan, StudyPlan, expand_tasks
+from poolattn.training.identity import identity_differences, make_identity, read_identity
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +82,62 @@ class _Eta:
                 done = self.done[kind]
                 total += count * (sum(done) / len(done) if done else self.prior[kind])
         return f"~{int(total // 60)} min left" if total >= 60 else f"~{int(total)} s left"
+
+
+class StaleRunError(InputError):
+    """Existing runs in the study folder were made with other settings (or data, or poolattn version)."""
+
+
+def study_data_sha256(plan: StudyPlan) -> str | None:
+    """Hash of the training records the trained runs use (after the held-out split and max_records)."""
+    from poolattn.training.identity import records_sha256
+    from poolattn.training.run import load_training_data, split_holdout
+
+    trained = [r for r in plan.runs if r.trained]
+    if not trained:
+        return None
+    config = trained[0].config  # check_controlled: every trained run has the same data settings
+    dataset, _ = split_holdout(load_training_data(config), config.data.holdout, config.data.max_records)
+    return records_sha256(dataset[i] for i in range(len(dataset)))
+
+
+def expected_identity(run: RunPlan, data_sha256: str | None) -> dict[str, Any]:
+    """What `run` would record if made now; an untrained run depends on the model and evaluation only."""
+    if run.trained:
+        return make_identity(run.config, data_sha256, sections=("model", "data", "loss", "train", "eval"))
+    return make_identity(run.config, None, sections=("model", "eval"))
+
+
+def check_reusable(plan: StudyPlan, identities: dict[str, dict[str, Any]]) -> None:
+    """Raise `StaleRunError` naming every existing run (finished, or trained and not yet evaluated) whose recorded
+    identity differs from `identities[run.key]`.
+
+    Raises:
+        StaleRunError: one or more runs were made with other settings, data or poolattn version.
+    """
+    from poolattn.training.run import SUMMARY
+
+    stale = []
+    for run in plan.runs:
+        run_file = run.folder / RUN_FILE
+        if run_file.is_file():
+            differences = identity_differences(json.loads(run_file.read_text()).get("identity"),
+                                               identities[run.key], ignore=("study",))
+        elif run.trained and ((run.model_dir / SUMMARY).is_file() or any(run.model_dir.glob("checkpoint-*"))):
+            # trained (or half-trained) but not evaluated: how it is evaluated is still open
+            differences = identity_differences(read_identity(run.model_dir), identities[run.key],
+                                               ignore=("study", "eval"))
+        else:
+            continue
+        if differences:
+            stale.append(f"  {run.label} ({run.folder}):\n" + "\n".join(f"    {d}" for d in differences))
+    if stale:
+        raise StaleRunError(
+            f"study folder {str(plan.output_dir)!r} holds runs made with other settings (old -> new):\n"
+            + "\n".join(stale)
+            + "\nNothing was run. Pass --force to retrain and re-evaluate them, or give another --study-dir to "
+            "keep the old runs."
+        )
 
 
 def _train_run(run: RunPlan, force: bool) -> dict[str, Any]:
@@ -134,6 +197,9 @@ def launched_processes() -> int:
 
 def train_designs(plan: StudyPlan, *, force: bool = False) -> None:
     """Training phase only, for multi-process launches: every rank trains, nobody evaluates."""
+    if not force:
+        data_sha256 = study_data_sha256(plan)
+        check_reusable(plan, {run.key: expected_identity(run, data_sha256) for run in plan.runs})
     for run in plan.runs:
         if run.trained and not ((run.folder / RUN_FILE).is_file() and not force):
             _train_run(run, force)
@@ -163,6 +229,10 @@ def run_study(plan: StudyPlan, *, force: bool = False, progress: bool = True, ca
     from poolattn.study.report import write_report
 
     out = plan.output_dir
+    data_sha256 = study_data_sha256(plan)
+    identities = {run.key: expected_identity(run, data_sha256) for run in plan.runs}
+    if not force:
+        check_reusable(plan, identities)  # before any work: a stale run is never silently reused
     out.mkdir(parents=True, exist_ok=True)
     tasks = expand_tasks(plan.tasks)
     (out / "study_config.yaml").write_text(plan.config.to_yaml())
@@ -188,7 +258,7 @@ def run_study(plan: StudyPlan, *, force: bool = False, progress: bool = True, ca
             entry = {"label": run.label, "design": run.design.name, "number": run.design.number,
                      "trained": run.trained, "pooling": run.design.pooling, "attention": run.design.attention,
                      "group": run.group_key, "group_label": run.design.label if run.seed is not None else run.label,
-                     "seed": run.seed, "train": None}
+                     "seed": run.seed, "train": None, "identity": identities[run.key]}
             if run.trained:
                 bar.set_postfix_str(f"{run.label}: training ({eta.remaining(left)})")
                 start = time.perf_counter()

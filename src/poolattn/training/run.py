@@ -16,10 +16,11 @@ import yaml
 
 from poolattn.config import Config
 from poolattn.data.collator import TripletCollator
-from poolattn.data.records import TripleDataset, bundled_training_set, load_file, load_hf_dataset
+from poolattn.data.records import TripleDataset, bundled_training_set, handle_duplicates, load_file, load_hf_dataset
 from poolattn.data.sampler import SourceBatchSampler
 from poolattn.errors import InputError, InputNotFoundError, OutputPathError
 from poolattn.losses import ContrastiveStep, build_loss
+from poolattn.training.identity import identity_differences, make_identity, read_identity, records_sha256, write_identity
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def load_training_data(config: Config) -> TripleDataset:
     else:
         dataset = bundled_training_set(default_instruction=data.default_instruction)
     logger.info("%s", dataset.report.summary())
-    return dataset
+    return handle_duplicates(dataset, on_bad_record=data.on_bad_record)
 
 
 def split_holdout(dataset: TripleDataset, count: int, max_records: int | None) -> tuple[TripleDataset, list]:
@@ -190,6 +191,25 @@ def prepare_output_dir(config: Config) -> Path:
     return out
 
 
+def check_resume_identity(out: Path, identity: dict[str, Any]) -> None:
+    """Refuse to resume a run made with other settings, other training data or another poolattn version.
+
+    Raises:
+        OutputPathError: the recorded identity differs (each differing key is named, old -> new).
+    """
+    recorded = read_identity(out)
+    if recorded is None:
+        return  # a run from before identities were recorded: the config check above is all there is
+    ignore = ["eval", "study"] + [f"train.{name}" for name in _RESUMABLE_FIELDS["train"]]
+    differences = identity_differences(recorded, identity, ignore=ignore)
+    if differences:
+        raise OutputPathError(
+            f"--resume_from_checkpoint: output_dir {str(out)!r} holds a run made differently "
+            f"({'; '.join(differences)}); resume with the same settings and data, choose another --output_dir, "
+            "or pass --overwrite_output_dir to replace it"
+        )
+
+
 def build_step(config: Config, collate) -> ContrastiveStep:
     """The loss path: GradCache when the per-device contrastive batch is larger than one forward chunk (or as set)."""
     train, loss = config.train, config.loss
@@ -244,7 +264,12 @@ def train(config: Config, *, callbacks: list | None = None) -> TrainResult:
     args.bf16 = autocast  # read when the Trainer builds its accelerator
     if args.process_index == 0:
         check_output_dir(config)  # fail before any work
-    dataset, held = split_holdout(load_training_data(config), config.data.holdout, config.data.max_records)
+    loaded = load_training_data(config)
+    duplicates = getattr(loaded, "duplicates", 0)
+    dataset, held = split_holdout(loaded, config.data.holdout, config.data.max_records)
+    identity = make_identity(config, records_sha256(dataset[i] for i in range(len(dataset))))
+    if resume:
+        check_resume_identity(Path(config.train.output_dir), identity)
     # the dtype decided above, not a second (possibly different) measurement
     model = Embedder.from_config(dataclasses.replace(config.model, dtype=weights_dtype), device=args.device)
     if config.train.attn_implementation and config.train.attn_implementation != config.model.attn_implementation:
@@ -272,6 +297,7 @@ def train(config: Config, *, callbacks: list | None = None) -> TrainResult:
     with args.main_process_first(local=False, desc="preparing the output folder"):
         if args.process_index == 0:  # one process deletes and writes; the others wait (no torchrun race)
             prepare_output_dir(config)
+            write_identity(Path(config.train.output_dir), identity)  # after check_resume_identity
     trainer = PoolattnTrainer(
         model=model, args=args, train_dataset=dataset, data_collator=collator,
         step=step, batch_sampler=sampler, loss_scale=config.loss.scale, contrastive_batch=contrastive,
@@ -298,10 +324,13 @@ def train(config: Config, *, callbacks: list | None = None) -> TrainResult:
     if args.should_save:
         summary = {**dataclasses.asdict(result), "output_dir": str(out), "train_loss": output.training_loss,
                    "records": len(dataset), "skipped_batches": trainer.skipped_batches,
-                   "bad_records_skipped": dataset.report.skipped, "contrastive_batch": contrastive,
+                   "bad_records_skipped": dataset.report.skipped, "duplicate_records": duplicates,
+                   "duplicate_records_dropped": duplicates if config.data.on_bad_record == "skip" else 0,
+                   "contrastive_batch": contrastive,
                    "texts_seen": collator.texts, "texts_truncated": collator.truncated,
                    "trainable_parameters": {"lora": counts["lora"], "head": counts["head"]},
                    "precision": {"weights": weights_dtype, "bf16_autocast": autocast},
+                   "data_sha256": identity["data_sha256"], "poolattn_version": identity["poolattn_version"],
                    "log_history": trainer.state.log_history}
         (out / SUMMARY).write_text(json.dumps(summary, indent=2, default=str) + "\n")
         from poolattn.card import write_model_card
