@@ -168,14 +168,14 @@ def test_a_low_precision_load_evaluates_the_trained_adapters_unmerged(tiny_llama
     model = _embedder(tiny_llama, 1)
     _perturb_lora(model)
     model.save(tmp_path / "m")
-    default = Embedder.load(tmp_path / "m", device="cpu", dtype="bfloat16")
-    unmerged = Embedder.load(tmp_path / "m", device="cpu", dtype="bfloat16", merge_lora=False)
-    merged = Embedder.load(tmp_path / "m", device="cpu", dtype="bfloat16", merge_lora=True)
+    default = Embedder.load(tmp_path / "m", device="cpu", backbone=str(tiny_llama), dtype="bfloat16")
+    unmerged = Embedder.load(tmp_path / "m", device="cpu", backbone=str(tiny_llama), dtype="bfloat16", merge_lora=False)
+    merged = Embedder.load(tmp_path / "m", device="cpu", backbone=str(tiny_llama), dtype="bfloat16", merge_lora=True)
     assert hasattr(default.backbone, "peft_config") and not hasattr(merged.backbone, "peft_config")
     np.testing.assert_array_equal(default.encode(TEXTS), unmerged.encode(TEXTS))
     # negative control: the bfloat16 merge rounds the update away and moves the embeddings
     assert np.abs(merged.encode(TEXTS) - unmerged.encode(TEXTS)).max() > 1e-3
-    exact = Embedder.load(tmp_path / "m", device="cpu")  # float32: merged, equal to the side path
+    exact = Embedder.load(tmp_path / "m", device="cpu", backbone=str(tiny_llama))  # float32: merged, equal to the side path
     assert not hasattr(exact.backbone, "peft_config")
-    np.testing.assert_allclose(exact.encode(TEXTS), Embedder.load(tmp_path / "m", device="cpu", merge_lora=False)
+    np.testing.assert_allclose(exact.encode(TEXTS), Embedder.load(tmp_path / "m", device="cpu", backbone=str(tiny_llama), merge_lora=False)
                                .encode(TEXTS), atol=1e-5)

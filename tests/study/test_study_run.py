@@ -44,15 +44,16 @@ def stubs(monkeypatch):
         out = Path(config.train.output_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_summary.json").write_text(json.dumps({"steps": config.train.max_steps, "seconds": 1.0}))
+        (out / poolattn.training.run.RUN_MARKER).write_text("{}")  # as train's prepare_output_dir marks its folder
         calls["train"].append(config.train.learning_rate)
 
-    def fake_evaluate(run, tasks, progress):
+    def fake_evaluate(run, tasks, progress, items_dir=None):
         calls["eval"].append(run.key)
         return {t: {"main_score": 0.5, "category": "retrieval", "main_score_name": "ndcg_at_10"} for t in tasks}, 0.1
 
     monkeypatch.setattr(poolattn.training.run, "train", fake_train)
     monkeypatch.setattr(study_run, "_evaluate_run", fake_evaluate)
-    monkeypatch.setattr(poolattn.study.report, "write_report", lambda results, out: {})
+    monkeypatch.setattr(poolattn.study.report, "write_report", lambda results, out, **kwargs: {})
     return calls
 
 

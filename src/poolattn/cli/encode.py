@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from poolattn.cli.common import add_loading_arguments
 from poolattn.errors import InputError, InputNotFoundError, OutputPathError
 
 
@@ -91,11 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the .npy file to write (.npy is added when missing)")
     parser.add_argument("--instruction", default=None, metavar="TEXT",
                         help="instruction for every text (E5 query form; default: none, or the .jsonl's own)")
-    parser.add_argument("--backbone", default=None, metavar="NAME",
-                        help="backbone for a design given by number (default: smollm2-135m); for a saved folder "
-                        "whose poolattn.json names a local backbone path, that path (loaded only when given here)")
-    parser.add_argument("--trust_remote_code", action="store_true",
-                        help="let Python code shipped with the model run (off by default; only for sources you trust)")
+    add_loading_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="texts per forward pass (default: 32)")
     parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
                         help="weights dtype (default: auto, whichever of float32 and bfloat16 this machine encodes "

@@ -15,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from poolattn.cli.common import add_loading_arguments
 from poolattn.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -38,11 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder for results.json and mteb's per-task files (inside a model folder, the "
                         "results join its model card)")
     parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="texts per forward pass (default: 32)")
-    parser.add_argument("--backbone", default=None, metavar="NAME",
-                        help="backbone for a design given by number (default: smollm2-135m); for a saved folder "
-                        "whose poolattn.json names a local backbone path, that path (loaded only when given here)")
-    parser.add_argument("--trust_remote_code", action="store_true",
-                        help="let Python code shipped with the model run (off by default; only for sources you trust)")
+    add_loading_arguments(parser)
     parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default=None,
                         help="weights dtype for poolattn models (default: auto, float32 or bfloat16, whichever "
                         "this machine encodes faster, measured once and cached)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from poolattn.cli.common import FOLDER_BACKBONE, add_loading_arguments
+
 FORMATS = ("sentence-transformers",)
 
 
@@ -15,11 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what to export to (default: %(default)s)")
     parser.add_argument("--instruction", default=None, metavar="TEXT",
                         help="the instruction saved as the 'query' prompt (default: a web-search retrieval one)")
-    parser.add_argument("--backbone", default=None, metavar="PATH",
-                        help="for a folder whose poolattn.json names a local backbone path, that path (loaded only "
-                        "when given here; default: none)")
-    parser.add_argument("--trust_remote_code", action="store_true",
-                        help="let Python code shipped with the model run (off by default; only for sources you trust)")
+    add_loading_arguments(parser, backbone_help=FOLDER_BACKBONE)
 
 
 def run(args: argparse.Namespace) -> int:
