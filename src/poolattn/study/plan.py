@@ -167,7 +167,10 @@ def describe(plan: StudyPlan) -> str:
     for name in ("learning_rate", "max_steps", "num_train_epochs", "per_device_train_batch_size",
                  "gradient_accumulation_steps", "warmup_steps", "lr_scheduler_type", "weight_decay", "max_grad_norm",
                  "bf16", "fp16", "attn_implementation", "seed", "save_steps", "save_total_limit", "logging_steps"):
-        lines.append(f"  {name}={getattr(train, name)}")
+        value = getattr(train, name)
+        if name == "bf16" and value is None:
+            value = "auto (bfloat16 autocast exactly when the weights are bfloat16)"
+        lines.append(f"  {name}={value}")
     lines += [f"  contrastive batch per step = {train.per_device_train_batch_size * train.gradient_accumulation_steps}"
               " x processes", "evaluation:", f"  batch_size={c.eval.batch_size} dtype={c.eval.dtype}"]
     tasks = expand_tasks(plan.tasks)
