@@ -1,8 +1,10 @@
 """The models and steps being compared: poolattn, sentence-transformers, and a bare backbone, built alike.
 
-Both libraries get the same backbone weights, bf16 weights with fp32 LoRA (r 16, alpha 32, dropout 0 on the
-seven projections q,k,v,o,gate,up,down), the same attention implementation, and every training step runs under
-`torch.autocast(bfloat16)` (FIELD-NOTES: bf16 weights without autocast push the LoRA products to fp32, the slowest
+Both libraries get the same backbone weights in the same dtype with fp32 LoRA (r 16, alpha 32, dropout 0 on the
+seven projections q,k,v,o,gate,up,down) and the same attention implementation. The dtype is the backbone's
+`train_dtype` for training and `encode_dtype` for encoding: on CPU what `dtype: auto` picks on this machine unless
+`--dtype` names one, bfloat16 on GPU. A training step runs under `torch.autocast(bfloat16)` exactly when the weights
+are bfloat16, as `poolattn train` does (bf16 weights without autocast push the LoRA products to fp32, the slowest
 setup). Encoding runs as each library does it by default, without autocast, on backbones without LoRA.
 
 A backbone is a checkpoint folder (the real SmolLM2-135M on CPU) or a config built with random weights in memory
@@ -48,6 +50,8 @@ class Backbone:
     tokenizer_dir: str | None = None
     train_attn: str = "eager"
     encode_attn: str = "sdpa"
+    train_dtype: str = "bfloat16"
+    encode_dtype: str = "bfloat16"
     seed: int = 0
     _stub: Any = field(default=None, repr=False)
 
@@ -82,8 +86,10 @@ class Backbone:
         return self._stub.name
 
 
-def autocast(device: torch.device):
-    return torch.autocast(device_type=device.type, dtype=BF16)
+def autocast(device: torch.device, module: nn.Module):
+    """bfloat16 autocast exactly when `module` holds bfloat16 weights (its fp32 LoRA factors apart)."""
+    low = any(p.dtype == BF16 for p in module.parameters())
+    return torch.autocast(device_type=device.type, dtype=BF16, enabled=low)
 
 
 def lora_targets() -> list[str]:
@@ -93,12 +99,13 @@ def lora_targets() -> list[str]:
 # --------------------------------------------------------------------------------------------- poolattn
 
 
-def build_embedder(backbone: Backbone, design: int, *, max_length: int, attn: str, lora: bool = True) -> Embedder:
-    """poolattn's design `design` on `backbone`, bf16 weights; through `Embedder.from_design` for a folder."""
+def build_embedder(backbone: Backbone, design: int, *, max_length: int, attn: str, dtype: str,
+                   lora: bool = True) -> Embedder:
+    """poolattn's design `design` on `backbone` with `dtype` weights; through `Embedder.from_design` for a folder."""
     lora_section = {**LORA, "enabled": lora}
     if backbone.folder is not None:
         return Embedder.from_design(
-            design, backbone.folder, device=backbone.device, max_length=max_length, dtype="bfloat16",
+            design, backbone.folder, device=backbone.device, max_length=max_length, dtype=dtype,
             attn_implementation=attn, lora=lora_section,
         )
     # Random weights: the same assembly as Embedder.from_config, around a module built in memory.
@@ -129,8 +136,7 @@ def poolattn_step(model: Embedder, *, chunk: int, grad_cache: bool, scale: float
 
 def poolattn_train_step(model: Embedder, step: ContrastiveStep, optimizer: torch.optim.Optimizer, batch: dict) -> None:
     """One optimizer step: all forward passes, the one backward, AdamW."""
-    device = model.device
-    with autocast(device):
+    with autocast(model.device, model.backbone):
         result = step(model, batch)
         result.loss.backward()
     optimizer.step()
@@ -140,7 +146,7 @@ def poolattn_train_step(model: Embedder, step: ContrastiveStep, optimizer: torch
 # ------------------------------------------------------------------------------------ sentence-transformers
 
 
-def build_st(backbone: Backbone, *, max_length: int, attn: str, lora: bool = True):
+def build_st(backbone: Backbone, *, max_length: int, attn: str, dtype: str, lora: bool = True):
     """sentence-transformers' Transformer + Pooling(lasttoken) on the same weights, LoRA applied through peft."""
     from peft import LoraConfig, get_peft_model
     from sentence_transformers import SentenceTransformer
@@ -148,7 +154,8 @@ def build_st(backbone: Backbone, *, max_length: int, attn: str, lora: bool = Tru
 
     kwargs = dict(max_seq_length=max_length, modality_config=ST_TEXT_MODALITY, module_output_name="token_embeddings")
     if backbone.folder is not None:
-        transformer = Transformer(backbone.folder, model_kwargs={"dtype": BF16, "attn_implementation": attn}, **kwargs)
+        model_kwargs = {"dtype": getattr(torch, dtype), "attn_implementation": attn}
+        transformer = Transformer(backbone.folder, model_kwargs=model_kwargs, **kwargs)
     else:
         transformer = Transformer(backbone.stub_folder(), **kwargs)
         transformer.model = backbone.random_module(attn)
@@ -179,7 +186,7 @@ def st_train_step(loss: nn.Module, optimizer: torch.optim.Optimizer, features: l
                   device: torch.device) -> None:
     """One optimizer step of CachedMultipleNegativesRankingLoss: its second pass runs inside `backward()`, so the
     backward is inside autocast too (as on poolattn's side, where both passes run inside the step)."""
-    with autocast(device):
+    with autocast(device, loss.model):
         value = loss([dict(f) for f in features], None)
         value.backward()
     optimizer.step()
@@ -192,7 +199,7 @@ def st_train_step(loss: nn.Module, optimizer: torch.optim.Optimizer, features: l
 def bare_train_step(backbone: nn.Module, optimizer: torch.optim.Optimizer, features: dict[str, Tensor]) -> None:
     """The floor: backbone forward, the last real token's state, a trivial loss, backward, AdamW."""
     device = features["input_ids"].device
-    with autocast(device):
+    with autocast(device, backbone):
         out = backbone(input_ids=features["input_ids"], attention_mask=features["attention_mask"],
                        position_ids=features["position_ids"], use_cache=False)
         hidden = out.last_hidden_state  # (B, T, H)

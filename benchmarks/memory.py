@@ -47,14 +47,15 @@ class StepSpec:
     lr: float
     scale: float
     attn: str = "eager"
+    dtype: str = "bfloat16"
 
 
 def measure_step(backbone: Backbone, records: int, chunk: int, *, max_length: int, lr: float, scale: float,
-                 attn: str) -> MemoryReading:
+                 attn: str, dtype: str) -> MemoryReading:
     """Load design 1 and AdamW, then measure one optimizer step's memory (in this process)."""
     from poolattn.data.collator import TripletCollator
 
-    model = build_embedder(backbone, 1, max_length=max_length, attn=attn).train()
+    model = build_embedder(backbone, 1, max_length=max_length, attn=attn, dtype=dtype).train()
     optimizer = adamw(model.parameters(), lr)
     template = model.config.instruction_template
     batch = TripletCollator(model.text_tokenizer)(
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
     backbone = Backbone(label=spec.folder, device=torch.device("cpu"), folder=spec.folder, train_attn=spec.attn)
     reading = measure_step(backbone, spec.records, spec.chunk, max_length=spec.max_length, lr=spec.lr,
-                           scale=spec.scale, attn=spec.attn)
+                           scale=spec.scale, attn=spec.attn, dtype=spec.dtype)
     out: dict[str, Any] = {"baseline": reading.baseline, "peak": reading.peak, "method": reading.method}
     print(json.dumps(out), flush=True)
     return 0

@@ -167,8 +167,8 @@ def train_speed_vs_st(bench: Bench) -> None:
     from sentence_transformers.sentence_transformer.losses import CachedMultipleNegativesRankingLoss
 
     s, b, r = bench.settings, bench.backbone, bench.report
-    model = build_embedder(b, 1, max_length=s.train_max_length, attn=b.train_attn).train()
-    st = build_st(b, max_length=s.train_max_length, attn=b.train_attn).train()
+    model = build_embedder(b, 1, max_length=s.train_max_length, attn=b.train_attn, dtype=b.train_dtype).train()
+    st = build_st(b, max_length=s.train_max_length, attn=b.train_attn, dtype=b.train_dtype).train()
     template = model.config.instruction_template
     records = fit_records(sample_records(s.train_batch), model.tokenizer, max_length=s.train_max_length,
                           template=template)
@@ -207,10 +207,11 @@ def train_speed_vs_st(bench: Bench) -> None:
 def encode_speed_vs_st(bench: Bench) -> None:
     """Texts/s of Embedder.encode (design 1) vs SentenceTransformer.encode: same weights, tokens, pooling, batch."""
     s, b, r = bench.settings, bench.backbone, bench.report
-    model = build_embedder(b, 1, max_length=s.encode_max_length, attn=b.encode_attn, lora=False)
-    st = build_st(b, max_length=s.encode_max_length, attn=b.encode_attn, lora=False).eval()
+    encoding = dict(max_length=s.encode_max_length, attn=b.encode_attn, dtype=b.encode_dtype)
+    model = build_embedder(b, 1, **encoding, lora=False)
+    st = build_st(b, **encoding, lora=False).eval()
     # a model still in training (unmerged LoRA adapters); `Embedder.load` merges them, which is what this measures
-    adapted = build_embedder(b, 1, max_length=s.encode_max_length, attn=b.encode_attn, lora=True)
+    adapted = build_embedder(b, 1, **encoding, lora=True)
     texts = encode_texts(s.encode_count, model.tokenizer, max_length=s.encode_max_length)
     st_texts = [t + st.tokenizer.eos_token for t in texts]
     ours = [t.ids for t in model.text_tokenizer.tokenize(texts)]
@@ -246,8 +247,8 @@ def encode_speed_vs_st(bench: Bench) -> None:
 def multilayer_overhead(bench: Bench) -> None:
     """Encode time of design 5 (multi-layer pooling, bidirectional) over design 1 (EOS, causal), same texts."""
     s, b, r = bench.settings, bench.backbone, bench.report
-    one = build_embedder(b, 1, max_length=s.encode_max_length, attn=b.encode_attn, lora=False)
-    five = build_embedder(b, 5, max_length=s.encode_max_length, attn=b.encode_attn, lora=False)
+    encoding = dict(max_length=s.encode_max_length, attn=b.encode_attn, dtype=b.encode_dtype, lora=False)
+    one, five = build_embedder(b, 1, **encoding), build_embedder(b, 5, **encoding)
     texts = encode_texts(s.encode_count, one.tokenizer, max_length=s.encode_max_length)
     log(f"multilayer_overhead: {len(texts)} texts, batch {s.encode_batch}")
     times = alternate({
@@ -266,11 +267,11 @@ def _memory_reading(bench: Bench, records: int, chunk: int) -> MemoryReading:
         from benchmarks.memory import StepSpec, measure_in_subprocess
 
         return measure_in_subprocess(StepSpec(b.folder, records, chunk, s.memory_max_length, s.lr, s.scale,
-                                              b.train_attn), pin_malloc=not bench.default_malloc)
+                                              b.train_attn, b.train_dtype), pin_malloc=not bench.default_malloc)
     from benchmarks.memory import measure_step  # CUDA statistics (or the CPU dry run) in this process
 
     reading = measure_step(b, records, chunk, max_length=s.memory_max_length, lr=s.lr, scale=s.scale,
-                           attn=b.train_attn)
+                           attn=b.train_attn, dtype=b.train_dtype)
     _free()  # the measured model must be gone before the next one loads
     return reading
 
@@ -304,7 +305,7 @@ def overhead_vs_bare(bench: Bench) -> None:
     from poolattn.data.collator import TripletCollator
 
     s, b, r = bench.settings, bench.backbone, bench.report
-    model = build_embedder(b, 1, max_length=s.bare_max_length, attn=b.train_attn).train()
+    model = build_embedder(b, 1, max_length=s.bare_max_length, attn=b.train_attn, dtype=b.train_dtype).train()
     records = fit_records(sample_records(s.bare_batch, seed=2), model.tokenizer, max_length=s.bare_max_length,
                           template=model.config.instruction_template)
     batch = TripletCollator(model.text_tokenizer)(records)
@@ -333,7 +334,8 @@ def training_mfu(bench: Bench) -> None:
     s, b, r = bench.settings, bench.backbone, bench.report
     r.note("mfu_formula", FLOP_FORMULA)
     r.note("peak_tflops", f"{bench.peak_tflops}")
-    models = {d: build_embedder(b, d, max_length=s.train_max_length, attn=b.train_attn).train() for d in (1, 5)}
+    models = {d: build_embedder(b, d, max_length=s.train_max_length, attn=b.train_attn, dtype=b.train_dtype).train()
+              for d in (1, 5)}
     records = fit_records(sample_records(s.train_batch), models[1].tokenizer, max_length=s.train_max_length,
                           template=models[1].config.instruction_template)
     grad_cache = s.train_batch > s.train_chunk
@@ -382,6 +384,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--gpu", action="store_true", help="CUDA, random-init Mistral-7B shape, bf16; adds MFU")
     parser.add_argument("--json", help="also write header, figures and raw samples to this JSON file")
     parser.add_argument("--threads", type=int, help="torch threads for every contender (default: torch's own)")
+    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
+                        help="CPU mode: weights of every contender; auto = what poolattn's `dtype: auto` picks on "
+                             "this machine, for training and for encoding separately (default auto; GPU: bfloat16)")
     parser.add_argument("--backbone", default="smollm2-135m",
                         help="CPU mode: an offline model name or a checkpoint folder (default smollm2-135m)")
     parser.add_argument("--gpu-layers", type=int, help="GPU mode: decoder layers (default 32, or what fits)")
@@ -424,8 +429,19 @@ def make_bench(args: argparse.Namespace, report: Report) -> Bench:
     from poolattn.backbone.offline import resolve
 
     folder = resolve(args.backbone)
-    backbone = Backbone(label=args.backbone, device=torch.device("cpu"), folder=folder)
+    backbone = Backbone(label=args.backbone, device=torch.device("cpu"), folder=folder,
+                        train_dtype=_cpu_dtype(args.dtype, folder, "train"),
+                        encode_dtype=_cpu_dtype(args.dtype, folder, "encode"))
     return Bench(backbone, settings, report, default_malloc=args.default_malloc)
+
+
+def _cpu_dtype(requested: str, folder: str, purpose: str) -> str:
+    """`requested`, or for 'auto' what poolattn's `dtype: auto` picks for `purpose` at the backbone's shapes."""
+    if requested != "auto":
+        return requested
+    from poolattn.backbone.dtype import auto_choice
+
+    return auto_choice(folder, torch.device("cpu"), purpose).dtype
 
 
 def _quiet_libraries() -> None:
@@ -450,8 +466,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     figures = {**FIGURES, **GPU_FIGURES}
     report.header = {**machine_header(bench.device), **report.header}
     report.header["backbone"] = bench.backbone.label
-    report.header["dtype"] = ("bf16 weights, fp32 LoRA, torch.autocast(bf16) in training; no autocast in encode "
-                              "(cpu_utilisation: float32 and bfloat16 each)")
+    b = bench.backbone
+    report.header["dtype"] = (f"training {b.train_dtype} weights, encoding {b.encode_dtype} weights, fp32 LoRA; "
+                              "torch.autocast(bf16) in training exactly when the weights are bfloat16, none in "
+                              "encode (cpu_utilisation: float32 and bfloat16 each)")
     report.header["attention"] = f"training {bench.backbone.train_attn}, encoding {bench.backbone.encode_attn}"
     report.header["settings"] = asdict(bench.settings)
     print_header(report.header)
