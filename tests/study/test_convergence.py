@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import linregress, t
 
-from poolattn.study.convergence import MIN_DROP, RULE, convergence
+from poolattn.study.convergence import MIN_DROP, MIN_LEARNED, RULE, convergence
 
 
 def _history(steps, loss):
@@ -32,10 +32,34 @@ def test_a_plateau_with_noise_has_levelled_off():
     assert got.slope_ci95[0] < 0 < got.slope_ci95[1]
 
 
-def test_a_significant_but_negligible_decline_is_not_undertrained():
+def test_a_significant_but_negligible_decline_is_not_still_falling():
     steps = np.arange(1, 101)
     got = convergence(_history(steps, 2 - 1e-5 * steps))
     assert got.slope_ci95[1] < 0 and got.drop < MIN_DROP and got.still_falling is False
+
+
+def test_a_run_that_never_left_its_first_loss_did_not_learn():
+    """Design 3 of the first AVX2 study: its loss stayed near chance level, log(64); flat at the end, so the slope
+    rule alone would call it levelled off."""
+    steps = np.arange(1, 41)
+    loss = np.log(64) + 0.02 * np.sin(steps)
+    got = convergence(_history(steps, loss))
+    assert got.still_falling is False and got.learned is False
+    assert got.undertrained and got.state == "did not learn: undertrained"
+    assert got.to_json()["undertrained"] is True
+
+
+def test_a_loss_that_fell_and_levelled_learned_and_is_trained():
+    steps = np.arange(1, 41)
+    loss = 2 + 4.5 * np.exp(-steps / 5) + np.random.default_rng(3).normal(0, 0.02, len(steps))
+    got = convergence(_history(steps, loss))
+    assert got.learned is True and got.still_falling is False and not got.undertrained
+    assert got.state == "levelled off"
+    # the boundary: a window mean exactly MIN_LEARNED below the first loss has not learned, just below it has
+    flat = [[1, 5.0], *[[s, 5.0 * (1 - MIN_LEARNED)] for s in range(2, 41)]]
+    assert convergence(flat).learned is False
+    lower = [[1, 5.0], *[[s, 5.0 * (1 - MIN_LEARNED) - 1e-6] for s in range(2, 41)]]
+    assert convergence(lower).learned is True and not convergence(lower).undertrained
 
 
 def test_too_few_points_in_the_window_cannot_decide():

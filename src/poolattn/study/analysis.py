@@ -134,7 +134,7 @@ def _groups(results: dict[str, Any], categories: dict[str, list[str]],
         label = first.get("group_label") or first.get("label") or group
         out[group] = Group(group, label, first.get("number"), bool(first.get("trained", True)), tuple(keys),
                            tuple(runs[k].get("seed") for k in keys), means,
-                           tuple(k for k in keys if conv.get(k) is not None and conv[k].still_falling))
+                           tuple(k for k in keys if conv.get(k) is not None and conv[k].undertrained))
     return out
 
 
@@ -149,8 +149,9 @@ def _verdict(category: str, group: Group, reference: Group, comparison: Comparis
         verdict, reason = AGREE, "the interval excludes 0 on the paper's side"
     elif group.undertrained or reference.undertrained:
         who = [g.label for g in (group, reference) if g.undertrained]
-        verdict, reason = UNDERTRAINED, f"the interval is on the other side, but {' and '.join(who)} was still " \
-                                        "learning when training stopped"
+        verdict, reason = UNDERTRAINED, f"the interval is on the other side, but {' and '.join(who)} " \
+                                        f"{'was' if len(who) == 1 else 'were'} undertrained (still learning when " \
+                                        "training stopped, or never learned: see Convergence)"
     else:
         verdict, reason = DISAGREE, "the interval excludes 0 on the other side"
     return Verdict(category, group.key, int(group.number), paper["low"], paper["high"],

@@ -66,7 +66,8 @@ def intervals_section(analysis: StudyAnalysis, categories: dict[str, list[str]],
         + f"; the replicates are centred on the observed Δ (resampled V-measure is biased). p is the two-sided "
         f"bootstrap p (at least 2/({analysis.n_boot} + 1) = {2 / (analysis.n_boot + 1):.4f}), Holm-adjusted over all {sum(1 for c in analysis.comparisons.values() for v in c.values() if v)} "
         f"design × category comparisons; bold, highlighted: Holm p < {ALPHA}. Colored: the interval excludes 0. "
-        f"Designs marked{UNDERTRAINED_MARK} were still learning when training stopped (see Convergence).",
+        f"Designs marked{UNDERTRAINED_MARK} were still learning when training stopped, or never learned "
+        "(see Convergence).",
         muted=True)]
     header = [Cell("Design"), Cell("Seeds (vs ref.)", ("num",))] + [Cell(category_title(c), ("num",))
                                                                        for c in categories]
@@ -125,14 +126,11 @@ def convergence_section(analysis: StudyAnalysis, labels: dict[str, str]) -> list
     for key, c in analysis.convergence.items():
         if c is None:
             continue
-        if c.still_falling is None:
-            state = f"undecided ({c.n_points} losses logged in the window)"
-        else:
-            state = "still falling: undertrained" if c.still_falling else "levelled off"
+        state = c.state
         slope = DASH if c.slope is None else (f"{c.slope:.4f} [{c.slope_ci95[0]:.4f}, {c.slope_ci95[1]:.4f}]")
         rows.append([Cell(labels.get(key, key)), Cell(f"{c.start:.3f}", ("num",)), Cell(f"{c.end:.3f}", ("num",)),
                      Cell(slope, ("num",)), Cell(DASH if c.drop is None else f"{c.drop:.1%}", ("num",)),
-                     Cell(state, ("disagree",) if c.still_falling else ())])
+                     Cell(state, ("disagree",) if c.undertrained else ())])
     if not rows:
         return []
     return [Heading("Convergence", 3), para(f"Rule: {RULE}.", muted=True),

@@ -42,6 +42,7 @@ from poolattn.study.stats import (
     StudyStats,
     paper_agreement,
     run_order,
+    settings_from_runs,
 )
 
 logger = logging.getLogger(__name__)
@@ -468,31 +469,6 @@ def _shared_settings(results: dict[str, Any]) -> Table | Para:
     return Table([Cell("Setting"), Cell("Value")], [[Cell(k), Cell(str(v))] for k, v in rows])
 
 
-def settings_from_runs(results: dict[str, Any]) -> dict[str, Any]:
-    """`results` with study.config replaced by the settings the trained runs recorded (their identities), and
-    study.run_differences listing how the trained runs differ beyond their design: the report never prints a
-    setting taken from the command line of a later invocation."""
-    from poolattn.study.plan import DESIGN_KEYS
-    from poolattn.training.identity import identity_differences
-
-    runs = [(r.get("label", k), r.get("identity")) for k, r in (results.get("runs") or {}).items() if r.get("trained")]
-    recorded = [(label, identity) for label, identity in runs if identity]
-    if not recorded:
-        return results
-    study = dict(results.get("study") or {})
-    (first_label, first), differences = recorded[0], []
-    study["config"] = first.get("config") or {}
-    ignore = ["study", *(".".join(k) for k in DESIGN_KEYS)]
-    for label, identity in recorded[1:]:
-        found = identity_differences(first, identity, ignore=ignore)
-        if found:
-            differences.append(f"{label} differs from {first_label}: {'; '.join(found)}")
-    differences += [f"{label} recorded no settings (made by an older poolattn)" for label, identity in runs
-                    if not identity]
-    study["run_differences"] = differences
-    return {**results, "study": study}
-
-
 def _differences(results: dict[str, Any], stats: StudyStats) -> list[Block]:
     header = [Cell("Run"), Cell("Pooling"), Cell("Attention"), Cell("Trained")]
     rows = [[Cell(r.label), Cell(str(r.pooling or DASH)), Cell(str(r.attention or DASH)),
@@ -555,7 +531,7 @@ def _with_marks(stats: StudyStats, analysis: StudyAnalysis | None) -> StudyStats
     if analysis is None:
         return stats
     runs = {key: dataclasses.replace(run, label=run.label + evidence.UNDERTRAINED_MARK)
-            if (conv := analysis.convergence.get(key)) is not None and conv.still_falling else run
+            if (conv := analysis.convergence.get(key)) is not None and conv.undertrained else run
             for key, run in stats.runs.items()}
     return dataclasses.replace(stats, runs=runs)
 

@@ -82,6 +82,31 @@ def load_results(results: dict[str, Any] | str | Path) -> dict[str, Any]:
     return results
 
 
+def settings_from_runs(results: dict[str, Any]) -> dict[str, Any]:
+    """`results` with study.config replaced by the settings the trained runs recorded (their identities), and
+    study.run_differences listing how the trained runs differ beyond their design: the report never prints a
+    setting taken from the command line of a later invocation."""
+    from poolattn.study.plan import DESIGN_KEYS
+    from poolattn.training.identity import identity_differences
+
+    runs = [(r.get("label", k), r.get("identity")) for k, r in (results.get("runs") or {}).items() if r.get("trained")]
+    recorded = [(label, identity) for label, identity in runs if identity]
+    if not recorded:
+        return results
+    study = dict(results.get("study") or {})
+    (first_label, first), differences = recorded[0], []
+    study["config"] = first.get("config") or {}
+    ignore = ["study", *(".".join(k) for k in DESIGN_KEYS)]
+    for label, identity in recorded[1:]:
+        found = identity_differences(first, identity, ignore=ignore)
+        if found:
+            differences.append(f"{label} differs from {first_label}: {'; '.join(found)}")
+    differences += [f"{label} recorded no settings (made by an older poolattn)" for label, identity in runs
+                    if not identity]
+    study["run_differences"] = differences
+    return {**results, "study": study}
+
+
 def run_order(runs: dict[str, dict[str, Any]]) -> list[str]:
     """Run keys in report order: untrained runs first, then designs by number, then other designs by key."""
 
