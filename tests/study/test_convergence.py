@@ -39,7 +39,7 @@ def test_a_significant_but_negligible_decline_is_not_still_falling():
 
 
 def test_a_run_that_never_left_its_first_loss_did_not_learn():
-    """Design 3 of the first AVX2 study: its loss stayed near chance level, log(64); flat at the end, so the slope
+    """A loss stuck near chance level, log(64) for 32 queries against 64 candidates: flat at the end, so the slope
     rule alone would call it levelled off."""
     steps = np.arange(1, 41)
     loss = np.log(64) + 0.02 * np.sin(steps)

@@ -117,3 +117,24 @@ def test_cli_prints_the_differences_and_the_ways_out(tmp_path, stubs, capsys):
     err = capsys.readouterr().err
     assert "train.learning_rate: 1e-05 -> 0.5" in err and "loss.scale: 50.0 -> 5.0" in err and "--force" in err
     assert stubs["train"] == [1e-5, 1e-5]
+
+
+def test_rereporting_a_finished_study_keeps_its_wall_time(tmp_path, stubs, monkeypatch):
+    """A rerun with nothing left to do only rewrites the report: started/finished stay those of the real work."""
+    import poolattn.study.run as study_run
+
+    _data(tmp_path)
+    clock = iter(["2026-01-01T10:00:00+00:00", "2026-01-01T12:00:00+00:00",  # the first study
+                  "2026-01-02T09:00:00+00:00",  # the re-report's own start, replaced by the study's
+                  "2026-01-03T09:00:00+00:00", "2026-01-03T09:30:00+00:00"])  # the forced rerun
+    monkeypatch.setattr(study_run, "_now", lambda: next(clock))
+    results_file = tmp_path / "study" / "results.json"
+    run_study(make_plan(_config(tmp_path)), progress=False)
+    run_study(make_plan(_config(tmp_path)), progress=False)  # both runs reused: a re-report
+    study = json.loads(results_file.read_text())["study"]
+    assert (study["started"], study["finished"]) == ("2026-01-01T10:00:00+00:00", "2026-01-01T12:00:00+00:00")
+    assert stubs["eval"] == ["1", "2"]
+
+    run_study(make_plan(_config(tmp_path)), force=True, progress=False)  # real work again: a new wall time
+    study = json.loads(results_file.read_text())["study"]
+    assert (study["started"], study["finished"]) == ("2026-01-03T09:00:00+00:00", "2026-01-03T09:30:00+00:00")

@@ -9,10 +9,9 @@ steps. The second condition keeps a long run with a tiny but steady decline from
 first keeps batch-to-batch noise from being read as a trend. With fewer than `MIN_POINTS` logged losses in the
 window the rule cannot decide (log more often: `train.logging_steps`).
 
-A run can also fail the other way: its loss never leaves where it started (the embedding of the first study on an
-AVX2 CPU: design 3's InfoNCE loss went from 4.24 to 4.12, about the chance level log(64) of its 32 queries against 64
-candidates, while the other designs fell by more than half). Such a run levelled off without learning; its scores say
-nothing about its design either. The rule calls a run that did not learn when the mean loss over the last quarter is
+A run can also fail the other way: its loss never leaves where it started (an InfoNCE loss stuck near the chance
+level, log of the candidates per query). Such a run is flat at the end, so the slope alone would call it levelled
+off, yet its scores say nothing about its design either. The rule calls a run that did not learn when the mean loss over the last quarter is
 not below the first logged loss by more than `MIN_LEARNED` of it. Either way the run is undertrained: every table
 marks it and the comparison with the paper calls its disagreements inconclusive.
 """

@@ -218,6 +218,15 @@ def _calibrated_prior(plan: StudyPlan) -> dict[str, float]:
     return prior
 
 
+def _earlier_study(path: Path) -> dict[str, Any]:
+    """The "study" entry of an earlier results.json in the same folder ({} when there is none or it is unreadable)."""
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8")).get("study")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return earlier if isinstance(earlier, dict) else {}
+
+
 def run_study(plan: StudyPlan, *, force: bool = False, progress: bool = True, calibrate: bool = False) -> Path:
     """Train and evaluate every run of `plan`, then write results.json and the report; return results.json.
 
@@ -243,6 +252,9 @@ def run_study(plan: StudyPlan, *, force: bool = False, progress: bool = True, ca
         "runs": {},
     }
     pending = force or any(not (run.folder / RUN_FILE).is_file() for run in plan.runs)
+    earlier = _earlier_study(out / RESULTS_FILE) if not force else {}
+    if earlier.get("started"):  # a resumed or re-reported study began when its first run did
+        results["study"]["started"] = earlier["started"]
     eta = _Eta(_calibrated_prior(plan) if calibrate and pending else None)
     left = {"train": sum(r.trained for r in plan.runs), "eval": len(plan.runs)}
     bar = tqdm(total=left["train"] + left["eval"], desc="study", unit="phase", disable=not progress, position=0)
@@ -281,7 +293,8 @@ def run_study(plan: StudyPlan, *, force: bool = False, progress: bool = True, ca
         results["runs"][run.key] = entry
         _write_json(out / RESULTS_FILE, results)
     bar.close()
-    results["study"]["finished"] = _now()
+    # nothing left to do: this invocation only re-reports, and the study finished when it last did work
+    results["study"]["finished"] = _now() if pending or not earlier.get("finished") else earlier["finished"]
     analysis = analyse(results, out / ITEMS_DIR)  # intervals from the items files: results.json keeps them
     results.update(analysis.results_fields())
     _write_json(out / RESULTS_FILE, results)
