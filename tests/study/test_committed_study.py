@@ -1,0 +1,112 @@
+"""The committed embedded study (docs/study) checked from its own files, by code independent of poolattn's.
+
+A reader should be able to recompute what the README quotes. These tests do it: every run and task has an items
+file; retrieval and reranking main scores are the mean of their per-query values and STS main scores the rank
+correlation of gold and predicted similarities (scipy, not poolattn's own metric code); every interval contains its
+delta; a plain numpy paired bootstrap of each retrieval delta lands on the committed interval; and the README's
+verdict table is the one the committed intervals produce.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import pearsonr, spearmanr
+
+ROOT = Path(__file__).resolve().parents[2]
+STUDY = ROOT / "docs" / "study"
+RESULTS = STUDY / "results.json"
+
+
+@pytest.fixture(scope="module")
+def results() -> dict:
+    assert RESULTS.is_file(), f"{RESULTS} is missing: the embedded study's results must be committed"
+    return json.loads(RESULTS.read_text(encoding="utf-8"))
+
+
+def _items(run: str, task: str) -> dict:
+    path = STUDY / "items" / run / f"{task}.json"
+    assert path.is_file(), f"no items file for run {run!r}, task {task!r}"
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _tasks(results: dict, category: str) -> list[str]:
+    return sorted(t for t, info in results["tasks"].items() if info.get("category") == category)
+
+
+def test_every_run_and_task_has_items_that_give_its_score(results):
+    checked = 0
+    for run, entry in results["runs"].items():
+        for task, score in entry["scores"].items():
+            assert score is not None, f"{run} has no score for {task}"
+            content = _items(run, task)
+            assert content["task"] == task
+            category = results["tasks"][task]["category"]
+            if category in ("retrieval", "reranking"):
+                recomputed = float(np.mean([item["score"] for item in content["items"]]))
+            elif category == "sts":
+                gold = [item["gold"] for item in content["items"]]
+                predicted = [item["predicted"] for item in content["items"]]
+                correlate = spearmanr if "spearman" in content["metric"] else pearsonr
+                recomputed = float(correlate(gold, predicted)[0])
+            else:
+                continue  # classification, clustering, pair classification: tests/evaluation check the formulas
+            assert content["main_score"] == pytest.approx(recomputed, abs=1e-6), (run, task)
+            # mteb rounds its own figure to 5 decimals
+            assert score == pytest.approx(recomputed, abs=1e-5), (run, task)
+            checked += 1
+    assert checked >= 6 * 5  # six runs x (3 retrieval + 1 reranking + 2 STS tasks) minus nothing
+
+
+def test_comparisons_cover_every_trained_design_and_category_and_contain_their_delta(results):
+    reference = results["reference"]
+    categories = {info["category"] for info in results["tasks"].values()}
+    trained = {entry.get("group") or key for key, entry in results["runs"].items() if entry.get("trained")}
+    assert set(results["comparisons"]) == trained - {reference}
+    for design, cells in results["comparisons"].items():
+        assert set(cells) == categories, design
+        for category, cell in cells.items():
+            low, high = cell["ci95"]
+            assert low <= cell["delta"] <= high, (design, category, cell)
+            assert 0 <= cell["p"] <= cell["p_holm"] <= 1
+
+
+def test_some_difference_survives_holm(results):
+    smallest = min(cell["p_holm"] for cells in results["comparisons"].values() for cell in cells.values())
+    assert smallest < 0.05
+
+
+def test_an_independent_paired_bootstrap_agrees_on_every_retrieval_interval(results):
+    reference = results["reference"]
+    tasks = _tasks(results, "retrieval")
+    rng = np.random.default_rng(20261130)
+    n_boot = 4000
+    for design, cells in results["comparisons"].items():
+        per_task = []
+        for task in tasks:
+            ref = {item["id"]: item["score"] for item in _items(reference, task)["items"]}
+            run = {item["id"]: item["score"] for item in _items(design, task)["items"]}
+            assert set(ref) == set(run), (design, task)
+            ids = sorted(ref)
+            diff = np.array([run[i] - ref[i] for i in ids])
+            idx = rng.integers(0, len(ids), size=(n_boot, len(ids)))
+            per_task.append(diff[idx].mean(axis=1))
+        replicates = np.mean(per_task, axis=0)
+        low, high = np.quantile(replicates, [0.025, 0.975])
+        committed = cells["retrieval"]["ci95"]
+        assert low == pytest.approx(committed[0], abs=0.03), design
+        assert high == pytest.approx(committed[1], abs=0.03), design
+
+
+def test_the_readme_verdict_table_is_the_committed_studys(results):
+    from poolattn.study.analysis import analyse
+    from poolattn.study.evidence import verdict_markdown
+
+    analysis = analyse(RESULTS, reference=results["reference"])
+    table = verdict_markdown(analysis).strip()
+    assert table, "the committed study gives no verdicts"
+    assert table in (ROOT / "README.md").read_text(encoding="utf-8"), \
+        "README.md's verdict table differs from evidence.verdict_markdown(analyse(docs/study/results.json))"
