@@ -11,8 +11,8 @@ window the rule cannot decide (log more often: `train.logging_steps`).
 
 A run can also fail the other way: its loss never leaves where it started (an InfoNCE loss stuck near the chance
 level, log of the candidates per query). Such a run is flat at the end, so the slope alone would call it levelled
-off, yet its scores say nothing about its design either. The rule calls a run that did not learn when the mean loss over the last quarter is
-not below the first logged loss by more than `MIN_LEARNED` of it. Either way the run is undertrained: every table
+off, yet its scores say nothing about its design either. The rule calls a run that did not learn when the mean loss
+over the last quarter is not below the first logged loss by more than `MIN_LEARNED` of it. Either way the run is undertrained: every table
 marks it and the comparison with the paper calls its disagreements inconclusive.
 """
 
