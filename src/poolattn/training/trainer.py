@@ -158,6 +158,11 @@ class PoolattnTrainer(Trainer):
 
     # ------------------------------------------------------------------------------------------ save
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        # Trainer.save_model calls this on every rank under DeepSpeed; two ranks writing one folder race (a rank
+        # could read poolattn.json while the other had just truncated it). The weights are whole on every rank
+        # (DDP, ZeRO-1/2), so the writer rank alone saves.
+        if not self.args.should_save:
+            return
         output_dir = output_dir or self.args.output_dir
         self.accelerator.unwrap_model(self.model).save(output_dir)
 
