@@ -202,6 +202,9 @@ class DataConfig:
             raise ConfigError("data.dataset_name and data.dataset_file_path are both set; give one")
 
 
+BF16_UNSET = "bf16 autocast if the weights are bfloat16"  # what train.bf16: null means, in words
+
+
 @dataclass
 class TrainConfig:
     """Training schedule. Field names follow `transformers.TrainingArguments`, so familiar flags work."""

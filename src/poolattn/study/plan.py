@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from poolattn.config import Config, merge
+from poolattn.config import BF16_UNSET, Config, merge
 from poolattn.designs import Design, get_design
 from poolattn.errors import InputError
 
@@ -169,7 +169,7 @@ def describe(plan: StudyPlan) -> str:
                  "bf16", "fp16", "attn_implementation", "seed", "save_steps", "save_total_limit", "logging_steps"):
         value = getattr(train, name)
         if name == "bf16" and value is None:
-            value = "auto (bfloat16 autocast exactly when the weights are bfloat16)"
+            value = f"auto ({BF16_UNSET})"
         lines.append(f"  {name}={value}")
     lines += [f"  contrastive batch per step = {train.per_device_train_batch_size * train.gradient_accumulation_steps}"
               " x processes", "evaluation:", f"  batch_size={c.eval.batch_size} dtype={c.eval.dtype}"]

@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from poolattn.config import BF16_UNSET
 from poolattn.evaluation.items import ITEMS_DIR
 from poolattn.study import evidence, plots
 from poolattn.study.analysis import StudyAnalysis, analyse
@@ -451,7 +452,7 @@ def _shared_settings(results: dict[str, Any]) -> Table | Para:
     lr_text = (f"{get('train.learning_rate')}, {get('train.lr_scheduler_type')} schedule, "
                f"{get('train.warmup_steps')} warmup steps")
     precision = ("bf16" if get("train.bf16") is True else "fp16" if get("train.fp16") is True
-                 else "bf16 autocast if the weights are bfloat16" if get("train.bf16") is None else "fp32")
+                 else BF16_UNSET if get("train.bf16") is None else "fp32")
     rows = [
         ("Backbone", get("model.backbone")),
         ("Training steps", _planned_steps(config)),
