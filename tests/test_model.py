@@ -179,3 +179,31 @@ def test_a_low_precision_load_evaluates_the_trained_adapters_unmerged(tiny_llama
     assert not hasattr(exact.backbone, "peft_config")
     np.testing.assert_allclose(exact.encode(TEXTS), Embedder.load(tmp_path / "m", device="cpu", backbone=str(tiny_llama), merge_lora=False)
                                .encode(TEXTS), atol=1e-5)
+
+
+def test_length_batches_respect_the_count_and_the_padded_token_cap():
+    from poolattn.model import length_batches
+
+    lengths = [5, 40, 12, 12, 3, 90, 7, 30, 30, 1]
+    batches = length_batches(lengths, batch_size=3, max_tokens=60)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    flat = [i for b in batches for i in b]
+    assert [lengths[i] for i in flat] == sorted(lengths, reverse=True)  # longest first, as encode pads least
+    for batch in batches:
+        assert len(batch) <= 3
+        assert len(batch) == 1 or len(batch) * lengths[batch[0]] <= 60  # the 90-token text goes alone
+    assert [len(b) for b in batches] == [1, 1, 2, 3, 3]
+    assert [len(b) for b in length_batches(lengths, batch_size=4)] == [4, 4, 2]  # no cap: the count alone
+
+
+def test_a_token_cap_splits_batches_without_changing_embeddings(tiny_llama, monkeypatch):
+    model = _embedder(tiny_llama, 3)
+    _perturb_lora(model)
+    uncapped = model.encode(TEXTS, batch_size=len(TEXTS))
+    calls = []
+    monkeypatch.setattr("poolattn.model.CPU_BATCH_TOKENS", 24)
+    original = model.text_tokenizer.collate
+    monkeypatch.setattr(model.text_tokenizer, "collate", lambda items: calls.append(len(items)) or original(items))
+    capped = model.encode(TEXTS, batch_size=len(TEXTS))
+    assert len(calls) > 1  # the cap did split the passes
+    np.testing.assert_allclose(capped, uncapped, atol=2e-5)

@@ -77,6 +77,31 @@ def _merged_state_dict(peft_model: nn.Module) -> dict[str, Tensor]:
     return state
 
 
+# On a CPU, at most this many padded token positions per forward pass (besides batch_size): the activations and
+# attention scores of a smaller pass stay in cache. Measured on a 2-core AVX2 EPYC in float32 (SmolLM2-135M, 256
+# texts of 2-187 tokens, batch_size 32, best of 5): 18.8 s at 512 tokens, 19.4 at 1,024, 20.3 at 1,536, 21.3 without
+# a cap (13% slower than 512). GPUs prefer large passes: no cap there.
+CPU_BATCH_TOKENS = 512
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: int | None = None) -> list[list[int]]:
+    """Indices, longest first, cut into batches of at most `batch_size` items and `max_tokens` padded positions.
+
+    A batch pads to its first (longest) item, so its padded size is count x that length; an item longer than
+    `max_tokens` goes alone.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for index in order:
+        batch = batches[-1] if batches else None
+        if (batch is None or len(batch) == batch_size
+                or (max_tokens is not None and (len(batch) + 1) * lengths[batch[0]] > max_tokens)):
+            batches.append([index])
+        else:
+            batch.append(index)
+    return batches
+
+
 class Embedder(nn.Module):
     """A text embedding model: backbone (+ LoRA) -> pooler -> L2 normalisation.
 
@@ -272,8 +297,8 @@ class Embedder(nn.Module):
                 "%d of %d texts were longer than max_length=%d tokens and were truncated",
                 cut, len(texts), self.max_length,
             )
-        order = sorted(range(len(items)), key=lambda i: -len(items[i].ids))
-        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        budget = CPU_BATCH_TOKENS if self.device.type == "cpu" else None
+        batches = length_batches([len(item.ids) for item in items], batch_size, budget)
         if show_progress is None:
             show_progress = len(batches) > 10
         was_training = self.training
