@@ -109,6 +109,8 @@ class Bench:
     gpu: bool = False
     peak_tflops: float | None = None
     default_malloc: bool = False
+    # cpu_utilisation's dtypes: both by default; only the one asked for with --dtype float32|bfloat16
+    utilisation_dtypes: tuple[str, ...] = ("float32", "bfloat16")
 
     @property
     def device(self) -> torch.device:
@@ -386,7 +388,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, help="torch threads for every contender (default: torch's own)")
     parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
                         help="CPU mode: weights of every contender; auto = what poolattn's `dtype: auto` picks on "
-                             "this machine, for training and for encoding separately (default auto; GPU: bfloat16)")
+                             "this machine, for training and for encoding separately (default auto; GPU: bfloat16); "
+                             "cpu_utilisation measures both dtypes under auto, only this one otherwise")
     parser.add_argument("--backbone", default="smollm2-135m",
                         help="CPU mode: an offline model name or a checkpoint folder (default smollm2-135m)")
     parser.add_argument("--gpu-layers", type=int, help="GPU mode: decoder layers (default 32, or what fits)")
@@ -432,7 +435,8 @@ def make_bench(args: argparse.Namespace, report: Report) -> Bench:
     backbone = Backbone(label=args.backbone, device=torch.device("cpu"), folder=folder,
                         train_dtype=_cpu_dtype(args.dtype, folder, "train"),
                         encode_dtype=_cpu_dtype(args.dtype, folder, "encode"))
-    return Bench(backbone, settings, report, default_malloc=args.default_malloc)
+    dtypes = ("float32", "bfloat16") if args.dtype == "auto" else (args.dtype,)
+    return Bench(backbone, settings, report, default_malloc=args.default_malloc, utilisation_dtypes=dtypes)
 
 
 def _cpu_dtype(requested: str, folder: str, purpose: str) -> str:

@@ -7,8 +7,8 @@ utilisation = model FLOPs per token x tokens/s / measured matmul FLOP/s, where
 - the matmul FLOP/s are measured in the same process, at the backbone's own layer shapes, by the same code that
   decides `dtype: auto` (`poolattn.backbone.dtype.measure`): forward for encoding, forward plus input gradient
   for training.
-Both dtypes are measured; `encode_cpu_utilisation` and `train_cpu_utilisation` are the figures of the dtype
-`auto` picks on this machine. What is not matmul (tokenisation, padding, norms, attention, the pooling head,
+Both dtypes are measured (only the one asked for with --dtype float32|bfloat16); `encode_cpu_utilisation` and
+`train_cpu_utilisation` are the figures of the dtype `auto` picks on this machine. What is not matmul (tokenisation, padding, norms, attention, the pooling head,
 the optimizer, Python) is what keeps the figure below 1.
 """
 
@@ -21,9 +21,6 @@ import torch
 from benchmarks.common import alternate, log, median
 from benchmarks.contenders import LORA, adamw, poolattn_step
 from benchmarks.data import encode_texts, fit_records, sample_records
-
-DTYPES = ("float32", "bfloat16")
-
 
 def _shapes(folder: str) -> tuple[Any, int]:
     from transformers import AutoConfig
@@ -52,7 +49,7 @@ def cpu_utilisation(bench) -> None:
            f"{count} texts to encode, {batch_records} records per training step (no GradCache)")
     matmul = {"encode": measure(shapes, "encode"), "train": measure(shapes, "train")}
     util: dict[str, dict[str, float]] = {"encode": {}, "train": {}}
-    for name in DTYPES:
+    for name in bench.utilisation_dtypes:
         for purpose in ("encode", "train"):
             r.emit(f"{purpose}_matmul_gflops_{name}", matmul[purpose][name])
         model = Embedder.from_design(1, b.folder, device=b.device, max_length=s.encode_max_length, dtype=name,
@@ -93,5 +90,8 @@ def cpu_utilisation(bench) -> None:
         del model, optimizer
     for purpose in ("encode", "train"):
         chosen = choose_cpu_dtype(shapes, purpose).dtype
+        if chosen not in util[purpose]:  # --dtype asked for the other one
+            r.note(f"{purpose}_dtype", f"{chosen} is what dtype: auto picks here; not measured (--dtype)")
+            continue
         r.note(f"{purpose}_dtype", f"{chosen} (what dtype: auto picks here)")
         r.emit(f"{purpose}_cpu_utilisation", util[purpose][chosen])

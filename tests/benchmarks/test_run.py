@@ -71,6 +71,17 @@ def test_cpu_utilisation_prints_both_dtypes_and_the_chosen_one(bench, tiny_llama
         assert values[f"{purpose}_cpu_utilisation"] == values[f"{purpose}_cpu_utilisation_float32"]
 
 
+def test_cpu_utilisation_measures_only_the_dtype_asked_for(bench, tiny_llama, capsys):
+    code = bench.main(["--backbone", str(tiny_llama), "--tiny-settings", "--threads", "1", "--only", "cpu_utilisation",
+                       "--dtype", "bfloat16"])
+    assert code == 0
+    out = capsys.readouterr().out
+    values = figures(out)
+    assert "encode_cpu_utilisation_bfloat16" in values and "encode_cpu_utilisation_float32" not in values
+    # auto picks float32 for the tiny model: the headline is not printed, and a note says why
+    assert "encode_cpu_utilisation" not in values and "not measured (--dtype)" in out
+
+
 def test_gpu_code_path_dry_run_on_cpu(bench, capsys, tmp_path):
     """--gpu's code path (random-init Mistral, in-process memory probe, MFU) on a tiny shape on the CPU."""
     report = tmp_path / "bench.json"
