@@ -117,13 +117,27 @@ def estimate(plan: StudyPlan, calibration: Calibration) -> Estimate:
     return Estimate(train, eval_)
 
 
+def evaluation_texts(plan: StudyPlan, dim: int) -> tuple[list[tuple[str, str | None]], float]:
+    """Every (text, instruction) one evaluation of the plan's tasks encodes, and the seconds mteb itself took.
+
+    mteb runs the tasks once with random unit vectors for an encoder: its own work (loading, classifier fits,
+    scoring) is timed, and the texts it asks for are recorded instead of encoded.
+    """
+    from poolattn.evaluation import evaluate
+
+    recorder = _RecordingEncoder(dim)
+    start = time.perf_counter()
+    evaluate(recorder, expand_tasks(plan.tasks), None, batch_size=plan.runs[0].config.eval.batch_size,
+             show_progress=False)
+    return recorder.calls, time.perf_counter() - start
+
+
 def calibrate(plan: StudyPlan, *, steps: int = 1, encode_sample: int = ENCODE_SAMPLE) -> Calibration:
     """Time `steps` training steps of every trained design and the evaluation's parts.
 
     Only the first design gets an untimed warm-up step (kernel selection and allocator growth happen once per
     process): on a CPU where a step takes seconds, that keeps the calibration near one step per design.
     """
-    from poolattn.evaluation import evaluate
     from poolattn.model import Embedder
     from poolattn.speed import time_encode, time_train_steps
 
@@ -136,11 +150,7 @@ def calibrate(plan: StudyPlan, *, steps: int = 1, encode_sample: int = ENCODE_SA
             logger.info("calibration: %s, %.2f s per training step", run.label, step_seconds[run.key])
     first = plan.runs[0]
     model = Embedder.from_config(merge(first.config, {"model": {"dtype": first.config.eval.dtype}}).model).merge_lora()
-    recorder = _RecordingEncoder(model.embedding_dim)
-    mteb_start = time.perf_counter()
-    evaluate(recorder, expand_tasks(plan.tasks), None, batch_size=first.config.eval.batch_size, show_progress=False)
-    overhead = time.perf_counter() - mteb_start
-    texts = recorder.calls
+    texts, overhead = evaluation_texts(plan, model.embedding_dim)
     stride = max(1, len(texts) // max(encode_sample, 1))
     sample = texts[::stride][:encode_sample] or [("", None)]
     rate = time_encode(model, [t for t, _ in sample], batch_size=first.config.eval.batch_size,

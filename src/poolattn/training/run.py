@@ -241,6 +241,15 @@ def training_precision(config: Config) -> tuple[str, bool]:
     return name, bool(autocast)
 
 
+def batch_sampler(config: Config, dataset: TripleDataset) -> SourceBatchSampler:
+    """The training order: seeded batches of per-device x accumulation records, one source each when configured."""
+    return SourceBatchSampler(
+        dataset.sources if len(dataset.sources) == len(dataset) else [None] * len(dataset),
+        config.train.per_device_train_batch_size * config.train.gradient_accumulation_steps,
+        seed=config.train.seed, same_source=config.data.same_source_batches,
+    )
+
+
 def _same_on_every_rank(value: Any) -> Any:
     """Rank 0's `value` on every process: a measured choice (such as dtype auto's) must not differ between ranks."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
@@ -287,11 +296,7 @@ def train(config: Config, *, callbacks: list | None = None) -> TrainResult:
         config.loss.scale, f"{counts['lora']:,}", f"{counts['head']:,}", weights_dtype,
         ", bfloat16 autocast" if autocast else "",
     )
-    sampler = SourceBatchSampler(
-        dataset.sources if len(dataset.sources) == len(dataset) else [None] * len(dataset),
-        config.train.per_device_train_batch_size * config.train.gradient_accumulation_steps,
-        seed=config.train.seed, same_source=config.data.same_source_batches,
-    )
+    sampler = batch_sampler(config, dataset)
     collator = TripletCollator(model.text_tokenizer)
     # only now, with data, model and loss built, is anything deleted or written
     with args.main_process_first(local=False, desc="preparing the output folder"):

@@ -1,0 +1,169 @@
+"""The study's arithmetic floor on this machine: its matmul FLOPs over this CPU's own measured matmul rate.
+
+    python benchmarks/study_floor.py                                   # configs/demo.yaml
+    python benchmarks/study_floor.py --results docs/study/results.json # and the study's measured times beside it
+
+Counts the real tokens (no padding) a study processes, with the code that runs it:
+- training: each trained run's first `max_steps` batches from its own sampler (same data, held-out split and seed
+  as `poolattn train`), tokenised by the training collator (queries with their instruction, positives,
+  negatives); plus the held-out check's encodes (queries and positives, before and after training and every
+  eval_steps);
+- evaluation: every text mteb asks one evaluation of the plan's tasks to encode (recorded with a random encoder,
+  as the ETA's calibration does), with its instruction, once per run.
+FLOPs per token are the decoder layers' seven projections, counted as benchmarks/utilisation.py counts them: the
+forward over every layer, and for a training token also the input gradient of the layers from the lowest LoRA
+layer up (backpropagation stops there). Each is timed at the rate this CPU's matmuls reach at the backbone's layer
+shapes in the dtype `dtype: auto` picks (`poolattn.backbone.dtype.measure`): forwards at the encode measurement's
+rate, input gradients at what the training measurement (a forward and an input gradient) takes beyond its
+forward. The sum is the time the study's matrix products need at this CPU's best: attention scores, norms, the
+pooling heads, padding, the optimizer and mteb's own work all come on top, so no implementation of the same
+study runs faster on this CPU. stdout: `name=value` lines; stderr: progress.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python benchmarks/study_floor.py` from the repository root
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import log  # noqa: E402
+
+
+def _lora_depth(run_config, layers: int) -> int:
+    """How many decoder layers, counted from the top, backpropagation runs through (all without a layer list)."""
+    chosen = run_config.model.lora.layers
+    if not chosen:
+        return layers
+    lowest = min(i % layers for i in chosen)
+    return layers - lowest
+
+
+def _tokens(texts) -> int:
+    return sum(len(t.ids) for t in texts)
+
+
+def training_tokens(run_config, tokenizer, steps: int) -> dict[str, int]:
+    """Real tokens of the first `steps` training batches and of the held-out check's encodes, for one run."""
+    from poolattn.data.collator import TripletCollator
+    from poolattn.study.eta import _holdout_encodes
+    from poolattn.training.run import batch_sampler, load_training_data, split_holdout
+
+    dataset, held = split_holdout(load_training_data(run_config), run_config.data.holdout,
+                                  run_config.data.max_records)
+    collate, sampler, trained, done = TripletCollator(tokenizer), batch_sampler(run_config, dataset), 0, 0
+    while done < steps:  # a new epoch reshuffles, as the Trainer's set_epoch does
+        sampler.set_epoch(done // max(len(sampler), 1))
+        for indices in sampler:
+            batch = collate([dataset[i] for i in indices])
+            trained += _tokens([*batch["queries"], *batch["positives"], *batch["negatives"]])
+            done += 1
+            if done == steps:
+                break
+    holdout = 0
+    if held:
+        checks = _holdout_encodes(run_config, steps) // (2 * len(held))
+        one = _tokens(tokenizer.tokenize([r.query for r in held], [r.instruction for r in held]))
+        holdout = checks * (one + _tokens(tokenizer.tokenize([r.positive for r in held])))
+    return {"train": trained, "holdout": holdout}
+
+
+def floor(config_path: str) -> dict[str, Any]:
+    from poolattn.backbone.dtype import LayerShapes, choose_cpu_dtype, measure
+    from poolattn.config import load_config, merge
+    from poolattn.model import Embedder
+    from poolattn.study.eta import _planned_steps, evaluation_texts
+    from poolattn.study.plan import make_plan
+
+    plan = make_plan(load_config(config_path))
+    first = plan.runs[0].config
+    model = Embedder.from_config(merge(first, {"model": {"dtype": "float32"}}).model)
+    tokenizer = model.text_tokenizer
+    hf_config = model.backbone.config
+    shapes, layers = LayerShapes.from_config(hf_config), hf_config.num_hidden_layers
+    forward = layers * shapes.flops_per_token
+
+    log("recording the texts one evaluation encodes (mteb with a random encoder)")
+    texts, mteb_seconds = evaluation_texts(plan, model.embedding_dim)
+    eval_tokens = _tokens(tokenizer.tokenize([t for t, _ in texts], [i for _, i in texts]))
+    runs = {}
+    memo: dict[tuple, dict[str, int]] = {}
+    for run in plan.runs:
+        if not run.trained:
+            runs[run.key] = {"train_tokens": 0, "holdout_tokens": 0, "backward_layers": 0}
+            continue
+        steps = _planned_steps(plan, run.config)
+        key = (run.config.train.seed, steps)  # every design sees the same data in the same order for one seed
+        if key not in memo:
+            log(f"tokenising {steps} training batches (seed {run.config.train.seed})")
+            memo[key] = training_tokens(run.config, tokenizer, steps)
+        runs[run.key] = {"train_tokens": memo[key]["train"], "holdout_tokens": memo[key]["holdout"],
+                         "backward_layers": _lora_depth(run.config, layers)}
+
+    log("measuring matmul GFLOP/s at the backbone's layer shapes")
+    rates = {purpose: measure(shapes, purpose) for purpose in ("encode", "train")}
+    chosen = {purpose: choose_cpu_dtype(shapes, purpose).dtype for purpose in ("encode", "train")}
+    encode_rate = rates["encode"][chosen["encode"]] * 1e9
+    # the train measurement times a forward and an input gradient together (2 x flops_per_token per row): take
+    # the forward's share at the encode rate, and the rest is the input gradient's time
+    train_rate = rates["train"][chosen["train"]] * 1e9
+    gradient_s = max(2 * shapes.flops_per_token / train_rate - shapes.flops_per_token / encode_rate, 0.0)
+    train_flops = eval_flops = 0.0
+    for run in runs.values():
+        per_token = forward + run["backward_layers"] * shapes.flops_per_token
+        seconds_per_token = forward / encode_rate + run["backward_layers"] * gradient_s
+        run["train_floor_s"] = (run["train_tokens"] * seconds_per_token
+                                + run["holdout_tokens"] * forward / encode_rate)
+        run["eval_floor_s"] = eval_tokens * forward / encode_rate
+        train_flops += run["train_tokens"] * per_token + run["holdout_tokens"] * forward
+        eval_flops += eval_tokens * forward
+    return {
+        "config": config_path, "backbone": first.model.backbone, "layers": layers,
+        "forward_flops_per_token": forward, "eval_texts": len(texts), "eval_tokens_per_run": eval_tokens,
+        "mteb_seconds_per_run": mteb_seconds, "dtype": chosen, "gflops": rates, "runs": runs,
+        "train_flops": train_flops, "eval_flops": eval_flops,
+        "train_floor_s": sum(r["train_floor_s"] for r in runs.values()),
+        "eval_floor_s": sum(r["eval_floor_s"] for r in runs.values()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="configs/demo.yaml")
+    parser.add_argument("--results", help="a finished study's results.json: its measured times beside the floor")
+    parser.add_argument("--json", help="also write every count and figure to this JSON file")
+    args = parser.parse_args(argv)
+    result = floor(args.config)
+    lines = {
+        "eval_texts_per_run": result["eval_texts"], "eval_tokens_per_run": result["eval_tokens_per_run"],
+        "train_tokens_per_run": max(r["train_tokens"] for r in result["runs"].values()),
+        "encode_dtype": result["dtype"]["encode"], "train_dtype": result["dtype"]["train"],
+        "encode_matmul_gflops": f"{result['gflops']['encode'][result['dtype']['encode']]:.1f}",
+        "train_matmul_gflops": f"{result['gflops']['train'][result['dtype']['train']]:.1f}",
+        "train_floor_minutes": f"{result['train_floor_s'] / 60:.1f}",
+        "eval_floor_minutes": f"{result['eval_floor_s'] / 60:.1f}",
+        "study_floor_minutes": f"{(result['train_floor_s'] + result['eval_floor_s']) / 60:.1f}",
+    }
+    if args.results:
+        done = json.loads(Path(args.results).read_text(encoding="utf-8"))["runs"]
+        train_s = sum((r.get("train") or {}).get("seconds", 0.0) for r in done.values())
+        eval_s = sum(r.get("eval_seconds") or 0.0 for r in done.values())
+        lines |= {"measured_train_minutes": f"{train_s / 60:.1f}", "measured_eval_minutes": f"{eval_s / 60:.1f}",
+                  # floor / measured: the fraction of the time the study spent in its necessary matmuls
+                  "train_floor_fraction": f"{result['train_floor_s'] / train_s:.3f}" if train_s else "n/a",
+                  "eval_floor_fraction": f"{result['eval_floor_s'] / eval_s:.3f}" if eval_s else "n/a"}
+        result["measured"] = {"train_seconds": train_s, "eval_seconds": eval_s}
+    for name, value in lines.items():
+        print(f"{name}={value}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

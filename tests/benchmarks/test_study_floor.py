@@ -1,0 +1,69 @@
+"""benchmarks/study_floor.py counts the tokens a study trains on as the trainer sees them (tiny model, no timing)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+from poolattn.config import Config, merge
+from tests.training.test_train import _data
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def study_floor():
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    return importlib.import_module("benchmarks.study_floor")
+
+
+def _config(tiny_llama, tmp_path, **data):
+    return merge(Config(), {"model": {"backbone": str(tiny_llama), "max_length": 16, "dtype": "float32"},
+                            "data": {"dataset_file_path": str(_data(tmp_path, n=24)), **data},
+                            "train": {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "seed": 3}})
+
+
+def _independent_count(tokenizer, records) -> int:
+    texts = [*tokenizer.tokenize([r.query for r in records], [r.instruction for r in records]),
+             *tokenizer.tokenize([r.positive for r in records]),
+             *tokenizer.tokenize([n for r in records for n in r.negatives])]
+    return sum(len(t.ids) for t in texts)
+
+
+def test_training_tokens_cover_each_training_record_once_per_epoch(study_floor, tiny_llama, tmp_path):
+    from poolattn.model import Embedder
+    from poolattn.training.run import load_training_data, split_holdout
+
+    config = _config(tiny_llama, tmp_path, holdout=4)
+    tokenizer = Embedder.from_config(config.model).text_tokenizer
+    train, held = split_holdout(load_training_data(config), 4, None)
+    epoch = _independent_count(tokenizer, [train[i] for i in range(len(train))])  # 20 records: 5 batches of 4
+    counted = study_floor.training_tokens(config, tokenizer, steps=5)
+    assert counted["train"] == epoch
+    assert study_floor.training_tokens(config, tokenizer, steps=10)["train"] == 2 * epoch
+    # the held-out check encodes queries (with instructions) and positives before and after training
+    held_once = sum(len(t.ids) for t in [*tokenizer.tokenize([r.query for r in held], [r.instruction for r in held]),
+                                         *tokenizer.tokenize([r.positive for r in held])])
+    assert counted["holdout"] == 2 * held_once > 0
+
+
+def test_a_partial_epoch_counts_only_its_batches(study_floor, tiny_llama, tmp_path):
+    from poolattn.model import Embedder
+    from poolattn.training.run import batch_sampler, load_training_data, split_holdout
+
+    config = _config(tiny_llama, tmp_path)
+    tokenizer = Embedder.from_config(config.model).text_tokenizer
+    train, _ = split_holdout(load_training_data(config), 0, None)
+    first_two = [i for batch in list(batch_sampler(config, train))[:2] for i in batch]
+    assert study_floor.training_tokens(config, tokenizer, steps=2) == {
+        "train": _independent_count(tokenizer, [train[i] for i in first_two]), "holdout": 0}
+
+
+@pytest.mark.parametrize(("layers", "depth"), [(None, 30), ([-12, -11, -1], 12), ([0, 29], 30), ([-1], 1)])
+def test_backpropagation_depth_follows_the_lowest_lora_layer(study_floor, layers, depth):
+    config = merge(Config(), {"model": {"lora": {"layers": layers}}})
+    assert study_floor._lora_depth(config, 30) == depth
