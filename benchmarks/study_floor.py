@@ -33,6 +33,7 @@ if str(ROOT) not in sys.path:  # `python benchmarks/study_floor.py` from the rep
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import log  # noqa: E402
+from benchmarks.utilisation import PEAK_ROUNDS  # noqa: E402
 
 
 def _lora_depth(run_config, layers: int) -> int:
@@ -106,7 +107,7 @@ def floor(config_path: str) -> dict[str, Any]:
                          "backward_layers": _lora_depth(run.config, layers)}
 
     log("measuring matmul GFLOP/s at the backbone's layer shapes")
-    rates = {purpose: measure(shapes, purpose) for purpose in ("encode", "train")}
+    rates = {purpose: measure(shapes, purpose, rounds=PEAK_ROUNDS) for purpose in ("encode", "train")}
     chosen = {purpose: choose_cpu_dtype(shapes, purpose).dtype for purpose in ("encode", "train")}
     encode_rate = rates["encode"][chosen["encode"]] * 1e9
     # the train measurement times a forward and an input gradient together (2 x flops_per_token per row): take

@@ -68,6 +68,12 @@ def test_a_decisive_gap_stops_after_two_rounds():
     assert close.calls == 2 * auto.MAX_ROUNDS
 
 
+def test_a_peak_figure_runs_every_round_it_asks_for():
+    timer = FakeTimer(0.01, 0.05)  # decisive at once, but a peak needs the fastest of many rounds
+    measure(SMOLLM2, "encode", timer, rounds=12)
+    assert timer.calls == 2 * 12
+
+
 def test_a_cache_hit_skips_the_timing(tmp_path):
     first = FakeTimer(0.03, 0.01)
     assert choose_cpu_dtype(SMOLLM2, "encode", timer=first).dtype == "bfloat16"

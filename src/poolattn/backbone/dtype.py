@@ -168,22 +168,25 @@ class LinearTimer:
 
 
 def measure(shapes: LayerShapes, purpose: str, timer: Timer | None = None, *, rows: int | None = None,
-            budget_s: float = BUDGET_S) -> dict[str, float]:
+            budget_s: float = BUDGET_S, rounds: int | None = None) -> dict[str, float]:
     """GFLOP/s of float32 and bfloat16 for `purpose`, from the fastest of interleaved rounds.
 
     The fastest round is the machine's capability (slower ones are first-call set-up or other processes taking
     the CPU). Rounds stop after MIN_ROUNDS once the budget is spent or one dtype is DECISIVE times faster: on a
     CPU without fast bfloat16 a bfloat16 training block takes half a second, and one more changes nothing.
+    That is enough to choose a dtype, not to state a peak: `rounds` runs exactly that many rounds (a figure that
+    divides by the peak, such as a utilisation, needs the fastest round of many; one slow spell in two rounds
+    read 64 GFLOP/s where 95-103 was measured before and after).
     """
     _check_purpose(purpose)
     rows = rows or ROWS[purpose]
     timer = timer or LinearTimer(shapes, rows)
     best = {name: float("inf") for name in CANDIDATES}
     start = time.perf_counter()
-    for round_ in range(1, MAX_ROUNDS + 1):
+    for round_ in range(1, (rounds or MAX_ROUNDS) + 1):
         for name, dtype in CANDIDATES.items():
             best[name] = min(best[name], timer(dtype, purpose))
-        if round_ >= MIN_ROUNDS and (time.perf_counter() - start > budget_s
+        if rounds is None and round_ >= MIN_ROUNDS and (time.perf_counter() - start > budget_s
                                      or max(best.values()) >= DECISIVE * min(best.values())):
             break
     flops = shapes.flops(purpose, rows)
