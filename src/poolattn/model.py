@@ -265,8 +265,9 @@ class Embedder(nn.Module):
     ) -> np.ndarray | Tensor:
         """(N, D) float32 unit rows, in input order (a numpy array, or a CPU tensor with `convert_to="torch"`).
 
-        Texts are sorted by length so each batch pads little, then put back in order. An instruction (one for
-        all texts, or one per text) uses the E5 form `Instruct: {instruction}\\nQuery: {text}`. An empty string is
+        Texts are sorted by length so each batch pads little (on CPU a pass also stops at CPU_BATCH_TOKENS padded
+        positions, which keeps it in cache), then put back in order. An instruction (one for all texts, or one per
+        text) uses the E5 form `Instruct: {instruction}\\nQuery: {text}`. An empty string is
         encoded (EOS only); text over max_length is truncated, with one warning saying how many were cut.
         `normalize=False` returns the pooled vectors before L2 normalisation.
 
