@@ -139,7 +139,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", help="a finished study's results.json: its measured times beside the floor")
     parser.add_argument("--json", help="also write every count and figure to this JSON file")
     args = parser.parse_args(argv)
-    result = floor(args.config)
+    for flag, path in (("--config", args.config), ("--results", args.results)):
+        if path and not Path(path).is_file():
+            parser.error(f"{flag} {path}: no such file")
+    if args.results:
+        try:
+            done = json.loads(Path(args.results).read_text(encoding="utf-8"))["runs"]
+        except (ValueError, KeyError, TypeError) as error:
+            parser.error(f"--results {args.results}: not a study's results.json ({error!r}); "
+                         "give the results.json a finished `poolattn study` wrote")
+    from poolattn.errors import UsageError
+
+    try:
+        result = floor(args.config)
+    except UsageError as error:  # a config that does not validate, data that is missing: say which, no traceback
+        parser.error(f"--config {args.config}: {error}")
     lines = {
         "eval_texts_per_run": result["eval_texts"], "eval_tokens_per_run": result["eval_tokens_per_run"],
         "train_tokens_per_run": max(r["train_tokens"] for r in result["runs"].values()),
@@ -151,7 +165,6 @@ def main(argv: list[str] | None = None) -> int:
         "study_floor_minutes": f"{(result['train_floor_s'] + result['eval_floor_s']) / 60:.1f}",
     }
     if args.results:
-        done = json.loads(Path(args.results).read_text(encoding="utf-8"))["runs"]
         train_s = sum((r.get("train") or {}).get("seconds", 0.0) for r in done.values())
         eval_s = sum(r.get("eval_seconds") or 0.0 for r in done.values())
         lines |= {"measured_train_minutes": f"{train_s / 60:.1f}", "measured_eval_minutes": f"{eval_s / 60:.1f}",

@@ -67,3 +67,12 @@ def test_a_partial_epoch_counts_only_its_batches(study_floor, tiny_llama, tmp_pa
 def test_backpropagation_depth_follows_the_lowest_lora_layer(study_floor, layers, depth):
     config = merge(Config(), {"model": {"lora": {"layers": layers}}})
     assert study_floor._lora_depth(config, 30) == depth
+
+
+def test_wrong_inputs_are_named_before_any_work(study_floor, tmp_path, capsys):
+    (tmp_path / "results.json").write_text('{"not": "a study"}')
+    for argv, said in ((["--config", str(tmp_path / "missing.yaml")], "missing.yaml: no such file"),
+                       (["--results", str(tmp_path / "results.json")], "not a study's results.json")):
+        with pytest.raises(SystemExit) as exit_:
+            study_floor.main(argv)
+        assert exit_.value.code == 2 and said in capsys.readouterr().err
