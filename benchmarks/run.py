@@ -48,6 +48,7 @@ from benchmarks.contenders import (
 )
 from benchmarks.data import encode_texts, fit_records, sample_records, st_columns, token_match
 from benchmarks.utilisation import cpu_utilisation
+from poolattn.backbone.dtype import CANDIDATES
 
 TARGETS = {
     "train_speed_vs_st": (">=", 1.3),
@@ -110,7 +111,7 @@ class Bench:
     peak_tflops: float | None = None
     default_malloc: bool = False
     # cpu_utilisation's dtypes: both by default; only the one asked for with --dtype float32|bfloat16
-    utilisation_dtypes: tuple[str, ...] = ("float32", "bfloat16")
+    utilisation_dtypes: tuple[str, ...] = tuple(CANDIDATES)
 
     @property
     def device(self) -> torch.device:
@@ -435,7 +436,7 @@ def make_bench(args: argparse.Namespace, report: Report) -> Bench:
     backbone = Backbone(label=args.backbone, device=torch.device("cpu"), folder=folder,
                         train_dtype=_cpu_dtype(args.dtype, folder, "train"),
                         encode_dtype=_cpu_dtype(args.dtype, folder, "encode"))
-    dtypes = ("float32", "bfloat16") if args.dtype == "auto" else (args.dtype,)
+    dtypes = tuple(CANDIDATES) if args.dtype == "auto" else (args.dtype,)
     return Bench(backbone, settings, report, default_malloc=args.default_malloc, utilisation_dtypes=dtypes)
 
 

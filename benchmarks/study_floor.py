@@ -38,11 +38,10 @@ from benchmarks.utilisation import PEAK_ROUNDS  # noqa: E402
 
 def _lora_depth(run_config, layers: int) -> int:
     """How many decoder layers, counted from the top, backpropagation runs through (all without a layer list)."""
-    chosen = run_config.model.lora.layers
-    if not chosen:
-        return layers
-    lowest = min(i % layers for i in chosen)
-    return layers - lowest
+    from poolattn.backbone.load import lora_layer_indices
+
+    indices = lora_layer_indices(run_config.model.lora.layers, layers)
+    return layers - indices[0] if indices else layers
 
 
 def _tokens(texts) -> int:

@@ -8,8 +8,8 @@ utilisation = model FLOPs per token x tokens/s / measured matmul FLOP/s, where
   decides `dtype: auto` (`poolattn.backbone.dtype.measure`): forward for encoding, forward plus input gradient
   for training.
 Both dtypes are measured (only the one asked for with --dtype float32|bfloat16); `encode_cpu_utilisation` and
-`train_cpu_utilisation` are the figures of the dtype `auto` picks on this machine. What is not matmul (tokenisation, padding, norms, attention, the pooling head,
-the optimizer, Python) is what keeps the figure below 1.
+`train_cpu_utilisation` are the figures of the dtype `auto` picks on this machine. What is not matmul
+(tokenisation, padding, norms, attention, the pooling head, the optimizer, Python) is what keeps the figure below 1.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from benchmarks.contenders import LORA, adamw, poolattn_step
 from benchmarks.data import encode_texts, fit_records, sample_records
 
 PEAK_ROUNDS = 20  # the matmul peak is the fastest of this many interleaved rounds (the dtype choice needs 2-5)
+
 
 def _shapes(folder: str) -> tuple[Any, int]:
     from transformers import AutoConfig
