@@ -6,7 +6,7 @@ The public surface stays small: `Embedder` (build, encode, save, load), `Config`
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from poolattn.version import __version__
 
 __all__ = ["Config", "Embedder", "get_design", "load_config", "to_mteb", "__version__"]
 

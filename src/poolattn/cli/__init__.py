@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from poolattn import __version__
+from poolattn.version import __version__
 from poolattn.errors import UsageError
 
 COMMANDS: dict[str, tuple[str, str]] = {

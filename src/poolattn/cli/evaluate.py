@@ -140,6 +140,6 @@ def _refresh_model_card(model_dir: Path, output: Path) -> None:
     if not (model_dir / "poolattn.json").is_file():
         return
     if output.resolve().is_relative_to(model_dir.resolve()):
-        from poolattn.card import write_model_card
+        from poolattn.model.card import write_model_card
 
         write_model_card(model_dir)

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from poolattn.errors import InputNotFoundError
 from poolattn.features import TextTokenizer
+from poolattn.model.embedder import Embedder
 
 
 class PoolattnModule(InputModule):
@@ -30,7 +31,7 @@ class PoolattnModule(InputModule):
 
     save_in_root = True
 
-    def __init__(self, embedder: Any) -> None:
+    def __init__(self, embedder: Embedder) -> None:
         super().__init__()
         self.embedder = embedder
         config = embedder.config
@@ -78,8 +79,6 @@ class PoolattnModule(InputModule):
 
     @classmethod
     def load(cls, model_name_or_path: str, subfolder: str = "", **kwargs: Any) -> PoolattnModule:
-        from poolattn.model import Embedder
-
         path = Path(model_name_or_path) / subfolder
         if not path.is_dir():
             raise InputNotFoundError(

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from poolattn import __version__
+from poolattn.version import __version__
 from poolattn.config import merge
 from poolattn.errors import InputError
 from poolattn.study.plan import RunPlan, StudyPlan, expand_tasks
@@ -184,7 +184,7 @@ def _evaluate_run(run: RunPlan, tasks: list[str], progress: bool,
     results = evaluate(model, tasks, run.eval_dir, batch_size=run.config.eval.batch_size, show_progress=progress,
                        model_name=f"poolattn-{run.key}", items_dir=items_dir)
     if run.trained:
-        from poolattn.card import write_model_card
+        from poolattn.model.card import write_model_card
 
         write_model_card(run.model_dir)  # the scores join the trained model's card
     return results, time.perf_counter() - start

@@ -179,7 +179,7 @@ def prepare_output_dir(config: Config) -> Path:
 
     Call it on the main process only, after the data and config are validated (a broken dataset deletes nothing).
     """
-    from poolattn import __version__
+    from poolattn.version import __version__
 
     out = Path(config.train.output_dir)
     if check_output_dir(config):
@@ -338,7 +338,7 @@ def train(config: Config, *, callbacks: list | None = None) -> TrainResult:
                    "data_sha256": identity["data_sha256"], "poolattn_version": identity["poolattn_version"],
                    "log_history": trainer.state.log_history}
         (out / SUMMARY).write_text(json.dumps(summary, indent=2, default=str) + "\n")
-        from poolattn.card import write_model_card
+        from poolattn.model.card import write_model_card
 
         write_model_card(out)  # again, now with the run's data, steps and held-out check
     if dataset.report.skipped:
