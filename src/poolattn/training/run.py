@@ -19,7 +19,8 @@ from poolattn.data.collator import TripletCollator
 from poolattn.data.records import TripleDataset, bundled_training_set, handle_duplicates, load_file, load_hf_dataset
 from poolattn.data.sampler import SourceBatchSampler
 from poolattn.errors import InputError, InputNotFoundError, OutputPathError
-from poolattn.losses import ContrastiveStep, build_loss
+from poolattn.losses import build_loss
+from poolattn.training.step import ContrastiveStep
 from poolattn.training.identity import identity_differences, make_identity, read_identity, records_sha256, write_identity
 
 logger = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from poolattn.config import Config, ConfigError
 from poolattn.data.sampler import SourceBatchSampler
 from poolattn.errors import InputError, InputNotFoundError
-from poolattn.losses import ContrastiveStep, NonFiniteLossError
+from poolattn.training.step import ContrastiveStep, NonFiniteLossError
 from poolattn.losses.gather import world_size
 from poolattn.model import ADAPTER_DIR, POOLER_FILE
 from poolattn.training.callbacks import PoolattnTensorBoardCallback
