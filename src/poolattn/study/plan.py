@@ -171,7 +171,7 @@ def describe(plan: StudyPlan) -> str:
         if name == "bf16" and value is None:
             value = f"auto ({BF16_UNSET})"
         lines.append(f"  {name}={value}")
-    lines += [f"  contrastive batch per step = {train.per_device_train_batch_size * train.gradient_accumulation_steps}"
+    lines += [f"  contrastive batch per step = {train.local_batch}"
               " x processes", "evaluation:", f"  batch_size={c.eval.batch_size} dtype={c.eval.dtype}"]
     tasks = expand_tasks(plan.tasks)
     lines.append(f"tasks ({len(tasks)}): {', '.join(tasks)}")
