@@ -21,6 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: sentence-transformers and torch (~13 s to import), see the cli package docstring
     from poolattn.model.export import DEFAULT_INSTRUCTION, export_sentence_transformers, needs_trust_remote_code
     from poolattn.model import Embedder
 

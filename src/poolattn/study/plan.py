@@ -85,6 +85,7 @@ def expand_tasks(names: list[str]) -> list[str]:
     """'suite' and category names become the offline suite's task names; other names pass through."""
     if not any(n == "suite" or n in _categories() for n in names):
         return list(names)
+    # lazy: evaluation.tasks imports mteb (~6 s), which a plan of named tasks does not need
     from poolattn.evaluation.tasks import list_offline_tasks
 
     suite = list_offline_tasks()

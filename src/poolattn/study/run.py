@@ -30,8 +30,10 @@ from poolattn.evaluation.items import ITEMS_DIR
 from poolattn.evaluation.run import evaluate
 from poolattn.model import Embedder
 from poolattn.model.card import write_model_card
+from poolattn.study.analysis import analyse
 from poolattn.study.eta import calibrate, estimate
 from poolattn.study.plan import RunPlan, StudyPlan, expand_tasks
+from poolattn.study.report import write_report
 from poolattn.training.identity import identity_differences, make_identity, read_identity, records_sha256
 from poolattn.training.run import SUMMARY, load_training_data, remove_run, split_holdout, train
 from poolattn.version import __version__
@@ -225,9 +227,6 @@ def run_study(plan: StudyPlan, *, force: bool = False, progress: bool = True, ca
     `calibrate` times a few training steps and encode batches first, so the progress bar shows the remaining
     time from the start instead of after the first run of each kind.
     """
-    from poolattn.study.analysis import analyse
-    from poolattn.study.report import write_report
-
     out = plan.output_dir
     data_sha256 = study_data_sha256(plan)
     identities = {run.key: expected_identity(run, data_sha256) for run in plan.runs}
