@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from poolattn.study.analysis import StudyAnalysis, significant
+from poolattn.study.results import StudyResults
 from poolattn.study.stats import StudyStats
 
 logger = logging.getLogger(__name__)
@@ -130,14 +131,12 @@ def plot_deltas(stats: StudyStats, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def plot_delta_intervals(analysis, stats: StudyStats, path: Path) -> Path | None:
+def plot_delta_intervals(analysis: StudyAnalysis, path: Path) -> Path | None:
     """Each design's category delta vs the reference with its bootstrap interval as an error bar; '*': Holm p < alpha.
 
-    `analysis` is a `StudyAnalysis` (analysis.py). Designs with several seeds are one bar each (all seeds
-    together). Returns None when nothing was compared.
+    Designs with several seeds are one bar each (all seeds together). Returns None when nothing was compared.
     """
-    from poolattn.study.analysis import significant
-
+    stats = analysis.table
     groups = [g for g, cells in analysis.comparisons.items() if any(cells.values())]
     if analysis.reference is None or not groups:
         return None
@@ -192,14 +191,14 @@ def _smooth(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def plot_training_loss(results: dict[str, Any], stats: StudyStats, path: Path, *,
+def plot_training_loss(results: StudyResults, stats: StudyStats, path: Path, *,
                        loss_name: str = "loss") -> Path | None:
     """Loss against step for every trained run: raw log faint, smoothed curve solid. None if no run logged loss."""
     colors = run_colors(stats)
     curves = []
     for key in stats.run_order:
-        history = ((results["runs"][key].get("train") or {}).get("loss_history")) or []
-        points = np.array([(s, v) for s, v in history if v is not None], dtype=float).reshape(-1, 2)
+        train = results.runs[key].train
+        points = np.array(train.losses if train else [], dtype=float).reshape(-1, 2)
         if len(points):
             curves.append((key, points))
     if not curves:

@@ -236,6 +236,7 @@ def run_study(plan: StudyPlan, *, force: bool = False, progress: bool = True, ca
     from poolattn.evaluation.items import ITEMS_DIR
     from poolattn.study.analysis import analyse
     from poolattn.study.report import write_report
+    from poolattn.study.results import load_results
 
     out = plan.output_dir
     data_sha256 = study_data_sha256(plan)
@@ -295,8 +296,9 @@ def run_study(plan: StudyPlan, *, force: bool = False, progress: bool = True, ca
     bar.close()
     # nothing left to do: this invocation only re-reports, and the study finished when it last did work
     results["study"]["finished"] = _now() if pending or not earlier.get("finished") else earlier["finished"]
-    analysis = analyse(results, out / ITEMS_DIR)  # intervals from the items files: results.json keeps them
+    loaded = load_results(results)
+    analysis = analyse(loaded, out / ITEMS_DIR)  # intervals from the items files: results.json keeps them
     results.update(analysis.results_fields())
     _write_json(out / RESULTS_FILE, results)
-    write_report(results, out, analysis=analysis)
+    write_report(loaded, out, analysis=analysis)
     return out / RESULTS_FILE
