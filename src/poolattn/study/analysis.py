@@ -25,9 +25,12 @@ from poolattn.study.bootstrap import BOOTSTRAP_SEED, N_BOOTSTRAP, Comparison, Pa
 from poolattn.study.convergence import Convergence, convergence
 from poolattn.study.paper import CLAIMED_DESIGNS, PAPER_DELTAS, REFERENCE_DESIGN, PaperClaim
 from poolattn.study.results import StudyResults
-from poolattn.study.stats import ALPHA, StudyStats, compare
+from poolattn.study.stats import StudyStats, compare
 
 logger = logging.getLogger(__name__)
+
+ALPHA = 0.05
+"""Significance level of the Holm-adjusted p, as in the paper."""
 
 AGREE, DISAGREE, INCONCLUSIVE, UNDERTRAINED = "agree", "disagree", "inconclusive", "inconclusive: undertrained"
 

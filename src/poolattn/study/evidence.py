@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from poolattn.study.analysis import AGREE, DISAGREE, UNDERTRAINED, StudyAnalysis, significant
+from poolattn.evaluation.items import ITEMS_DIR
+from poolattn.study.analysis import ALPHA, AGREE, DISAGREE, UNDERTRAINED, StudyAnalysis, significant
 from poolattn.study.bootstrap import CONFIDENCE, Comparison
 from poolattn.study.convergence import RULE
 from poolattn.study.fmt import DASH, UNDERTRAINED_MARK, marked, pvalue, signed
 from poolattn.study.render import Block, Bullets, Cell, Figure, Heading, Span, Table, para, render_markdown
-from poolattn.study.stats import ALPHA, category_title
+from poolattn.study.stats import category_title
 
 
 def interval_text(c: Comparison) -> str:
@@ -41,6 +42,11 @@ def intervals_section(analysis: StudyAnalysis, categories: dict[str, list[str]],
     """Per design and category: Δ vs the reference with its bootstrap interval; then p and Holm's p."""
     if analysis.reference is None or not analysis.comparisons:
         return []
+    if not any(c for cells in analysis.comparisons.values() for c in cells.values()):
+        return [Heading("Differences with confidence intervals", 2), para(
+            "No intervals: no run has items files (the per-query, per-pair and per-example values the bootstrap "
+            f"resamples, read from the `{ITEMS_DIR}` folder beside results.json). The deltas below carry no "
+            "uncertainty, and no verdict on the paper's claims can go beyond inconclusive.", muted=True)]
     ref_label = analysis.groups[analysis.reference].label
     seeds = {len(g.runs) for g in analysis.groups.values() if g.trained}
     seeded = max(seeds) > 1

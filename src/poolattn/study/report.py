@@ -20,10 +20,10 @@ from poolattn.study import evidence, fmt, plots
 from poolattn.study.analysis import StudyAnalysis, analyse
 from poolattn.study.paper import PAPER_DELTAS, REFERENCE_DESIGN
 from poolattn.study.provenance import data_text, differences_section, machine_text, training_section
-from poolattn.study.render import Block, Cell, Heading, Span, Table, para, render_html, render_markdown
+from poolattn.study.render import Block, Heading, Span, para, render_html, render_markdown
 from poolattn.study.results import NOT_RECORDED, StudyResults, load_results
-from poolattn.study.stats import ALPHA, MIN_TESTABLE, StudyStats, category_title, paper_agreement
-from poolattn.study.tables import categories_section, overall_section, short_label
+from poolattn.study.stats import StudyStats, category_title
+from poolattn.study.tables import categories_section, overall_section
 
 logger = logging.getLogger(__name__)
 
@@ -76,9 +76,9 @@ def _summary(results: StudyResults, stats: StudyStats, labels: dict[str, str]) -
     ]
 
 
-def _paper_blocks(results: StudyResults, stats: StudyStats, labels: dict[str, str],
-                  analysis: StudyAnalysis | None) -> list[Block]:
-    """How each design moves each category against the paper's published deltas."""
+def _paper_blocks(results: StudyResults, analysis: StudyAnalysis, labels: dict[str, str]) -> list[Block]:
+    """The paper's published deltas, then the verdict on each of its claims (or why there is none)."""
+    stats = analysis.table
     quoted = []
     for category, claim in PAPER_DELTAS.items():
         sig = sorted(claim.significant_for)
@@ -89,79 +89,32 @@ def _paper_blocks(results: StudyResults, stats: StudyStats, labels: dict[str, st
         f"the four designs): {'; '.join(quoted)}. This study's backbone ", Span(str(results.backbone or "?"), "code"),
         ", training and datasets differ from the paper's, so the comparison below is about direction only: does "
         "each design move each category the same way?")]
-    if analysis is not None and any(v.comparison for v in analysis.verdicts):
+    if analysis.verdicts:
         return blocks + evidence.verdict_section(analysis)
-    rows = paper_agreement(stats)
-    if not rows:
-        if stats.reference is None:
-            reason = "the reference run is missing"
-        elif stats.runs[stats.reference].number != REFERENCE_DESIGN:
-            reason = f"the reference is {labels[stats.reference]}, not design 1"
-        else:
-            reason = "it has no design 2-5 in a category the paper quotes"
-        blocks.append(para(f"No comparison is possible for this study: {reason}."))
-        return blocks
-    header = [Cell("Category"), Cell("Design"), Cell("Paper Δ range", ("num",)), Cell("Our Δ", ("num",)),
-              Cell("Sign"), Cell("Our p", ("num",)), Cell("Paper")]
-    table_rows = []
-    for r in rows:
-        verdict = {True: "same as paper", False: "opposite", None: "no change"}[r.agrees]
-        ours_p = (Cell(fmt.pvalue(r.cell.p), ("num", "sig") if r.cell.significant else ("num",)) if r.cell.testable
-                  else Cell(f"n/a (n = {r.cell.test.n if r.cell.test else None})", ("num", "missing")))
-        table_rows.append([
-            Cell(category_title(r.claim.category)), Cell(short_label(stats, r.run, labels)),
-            Cell(f"{fmt.signed(r.claim.low, 4)} to {fmt.signed(r.claim.high, 4)}", ("num",)),
-            Cell(fmt.signed(r.delta, 4), fmt.sign_tags(r.delta)),
-            Cell(verdict, {True: ("agree",), False: ("disagree",), None: ()}[r.agrees]), ours_p,
-            Cell("significant" if r.number in r.claim.significant_for else "not significant"),
-        ])
-    blocks.append(Table(header, table_rows))
-    by_category: dict[str, list[str]] = {}
-    for r in rows:
-        if r.agrees is False:
-            by_category.setdefault(category_title(r.claim.category), []).append(str(r.number))
-    opposite = [f"{title} (design{'s' if len(n) > 1 else ''} {', '.join(n)})" for title, n in by_category.items()]
-    significant = [f"{short_label(stats, r.run, labels)} on {category_title(r.claim.category)} "
-                   f"({fmt.signed(r.delta, 4)}, p = {fmt.pvalue(r.cell.p)})" for r in rows if r.cell.significant]
-    paper_sig = [r for r in rows if r.number in r.claim.significant_for]
-    reproduced = [r for r in paper_sig if r.cell.significant and r.agrees]
-    lines = [f"{sum(bool(r.agrees) for r in rows)} of {len(rows)} design–category deltas have the paper's sign"
-             + (f"; the opposite sign: {', '.join(opposite)}." if opposite else "."),
-             f"Significance could be assessed for {sum(r.cell.testable for r in rows)} of {len(rows)} (the rest "
-             f"have fewer than {MIN_TESTABLE} datasets with a difference)"
-             + (f"; significant at {ALPHA}: {', '.join(significant)}." if significant
-                else f"; none is significant at {ALPHA}."),
-             f"Of the {len(paper_sig)} results the paper found significant, {len(reproduced)} "
-             f"{'is' if len(reproduced) == 1 else 'are'} significant here with the same sign."]
-    blocks.append(para(" ".join(lines)))
-    return blocks
-
-
-def comparison_with_paper(results: StudyResults, stats: StudyStats) -> str:
-    """Markdown section: per category and design, does our delta vs design 1 have the paper's sign."""
-    return render_markdown(_paper_blocks(results, stats, {k: r.label for k, r in stats.runs.items()}, None))
+    if stats.reference is None:
+        reason = "the reference run is missing"
+    elif stats.runs[stats.reference].number != REFERENCE_DESIGN:
+        reason = f"the reference is {labels[stats.reference]}, not design 1"
+    else:
+        reason = "it has no design 2-5 in a category the paper quotes"
+    return blocks + [para(f"No comparison is possible for this study: {reason}.")]
 
 
 def build_report(results: StudyResults, analysis: StudyAnalysis, figures: dict[str, Path]) -> list[Block]:
     """The whole report as blocks, in reading order."""
     stats = analysis.table
-    has_intervals = any(c for cells in analysis.comparisons.values() for c in cells.values())
-    shown = analysis if has_intervals or analysis.verdicts else None
-    labels = {k: fmt.marked(r.label, shown is not None and analysis.undertrained(k)) for k, r in stats.runs.items()}
+    labels = {k: fmt.marked(r.label, analysis.undertrained(k)) for k, r in stats.runs.items()}
     categories = {c: cat.tasks for c, cat in stats.categories.items()}
-    interval_figures = {k: v for k, v in figures.items() if k == "deltas" and shown is not None}
     blocks: list[Block] = [Heading(f"Pooling and attention study: {results.name or 'study'}", 1)]
     blocks += _summary(results, stats, labels)
     blocks += overall_section(stats, labels, figures)
-    if shown is not None:
-        blocks += evidence.intervals_section(analysis, categories, interval_figures)
-        blocks += evidence.seeds_section(analysis, categories)
-    blocks += categories_section(results, stats, labels, {k: v for k, v in figures.items() if k not in interval_figures})
-    blocks += _paper_blocks(results, stats, labels, shown)
+    blocks += evidence.intervals_section(analysis, categories, figures)
+    blocks += evidence.seeds_section(analysis, categories)
+    blocks += categories_section(results, stats, labels)
+    blocks += _paper_blocks(results, analysis, labels)
     blocks += differences_section(results, stats.run_order, labels)
     blocks += training_section(results, stats.run_order, labels, figures)
-    if shown is not None:
-        blocks += evidence.convergence_section(analysis, labels)
+    blocks += evidence.convergence_section(analysis, labels)
     return blocks
 
 
@@ -186,9 +139,7 @@ def write_report(results: StudyResults | Mapping[str, Any] | str | Path, out_dir
     paths["stats"].write_text(json.dumps({**stats.to_json(), "analysis": analysis.to_json()}, indent=2,
                                          allow_nan=False) + "\n", encoding="utf-8")
     figures: dict[str, Path] = {"category_scores": plots.plot_category_scores(stats, out / FIGURES["category_scores"])}
-    has_intervals = any(c for cells in analysis.comparisons.values() for c in cells.values())
-    deltas = (plots.plot_delta_intervals(analysis, out / FIGURES["deltas"]) if has_intervals
-              else plots.plot_deltas(stats, out / FIGURES["deltas"]))
+    deltas = plots.plot_delta_intervals(analysis, out / FIGURES["deltas"])
     if deltas is not None:
         figures["deltas"] = deltas
     settings = results.settings

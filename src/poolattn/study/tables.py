@@ -11,7 +11,7 @@ from pathlib import Path
 from poolattn.study import fmt
 from poolattn.study.render import Block, Bullets, Cell, Figure, Heading, Span, Table, para
 from poolattn.study.results import StudyResults
-from poolattn.study.stats import ALPHA, MIN_TESTABLE, StudyStats
+from poolattn.study.stats import StudyStats
 
 
 def short_label(stats: StudyStats, key: str, labels: dict[str, str]) -> str:
@@ -62,8 +62,7 @@ def _category(results: StudyResults, stats: StudyStats, labels: dict[str, str], 
     metrics = sorted({(task.metric if (task := results.tasks.get(t)) else None) or "?" for t in tasks})
     header = [Cell("Run")] + [Cell(short[t], ("num", "task")) for t in tasks] + [Cell("Mean", ("num",))]
     if reference:
-        header += [Cell(f"Δ vs {short_label(stats, reference, labels)}", ("num",)), Cell("Wilcoxon p", ("num",))]
-    notes: dict[str, list[str]] = {}
+        header += [Cell(f"Δ vs {short_label(stats, reference, labels)}", ("num",))]
     rows = []
     for key in stats.run_order:
         run, cell = stats.runs[key], cat.runs[key]
@@ -74,19 +73,8 @@ def _category(results: StudyResults, stats: StudyStats, labels: dict[str, str], 
             row.append(Cell(fmt.score(value), ("num",)) if value is not None else Cell(missing, ("num", "missing")))
         row.append(_mean_cell(cell.mean, cell.missing))
         if reference:
-            if key == reference:
-                row += [Cell(fmt.DASH, ("num", "ref")), Cell(fmt.DASH, ("num", "ref"))]
-            else:
-                row.append(Cell(fmt.signed(cell.delta, 4),
-                                fmt.sign_tags(cell.delta) + (("sig",) if cell.significant else ())))
-                marker = ""
-                if cell.note:  # why there is no p, or what the test dropped
-                    notes.setdefault(cell.note, []).append(labels[key])
-                    marker = f" [{list(notes).index(cell.note) + 1}]"
-                if cell.testable:
-                    row.append(Cell(fmt.pvalue(cell.p) + marker, ("num", "sig") if cell.significant else ("num",)))
-                else:
-                    row.append(Cell("n/a" + marker, ("num", "missing")))
+            row.append(Cell(fmt.DASH, ("num", "ref")) if key == reference
+                       else Cell(fmt.signed(cell.delta, 4), fmt.sign_tags(cell.delta)))
         rows.append(row)
     blocks: list[Block] = [
         Heading(cat.title, 3),
@@ -94,9 +82,7 @@ def _category(results: StudyResults, stats: StudyStats, labels: dict[str, str], 
              + (f" Task names are shown without their common {trimmed}." if trimmed else ""), muted=True),
         Table(header, rows),
     ]
-    compared = len(stats.run_order) - 1
-    items = [[Span(f"[{i}] {note} ({'all compared runs' if len(who) == compared else ', '.join(who)}).")]
-             for i, (note, who) in enumerate(notes.items(), 1)]
+    items = []
     for key in stats.run_order:
         for task in cat.runs[key].excluded:
             who = ", ".join(stats.runs[k].label for k in (key, reference) if stats.runs[k].score(task) is None)
@@ -109,24 +95,12 @@ def _category(results: StudyResults, stats: StudyStats, labels: dict[str, str], 
     return blocks
 
 
-def categories_section(results: StudyResults, stats: StudyStats, labels: dict[str, str],
-                       figures: dict[str, Path]) -> list[Block]:
-    reference = stats.reference
+def categories_section(results: StudyResults, stats: StudyStats, labels: dict[str, str]) -> list[Block]:
     blocks: list[Block] = [Heading("Per category", 2)]
-    if reference:
-        ref_label = labels[reference]
+    if stats.reference:
         blocks.append(para(
-            f"Δ is the mean over the category's tasks of (run − {ref_label}), on the tasks both runs scored. p is a "
-            f"two-sided Wilcoxon signed-rank test pairing the two runs' scores dataset by dataset (zero differences "
-            f"dropped; exact unless differences tie), as in the paper. With n datasets the smallest possible p is "
-            f"2/2^n, so a category needs at least {MIN_TESTABLE} datasets with a difference to show p < {ALPHA}; "
-            f"smaller ones get n/a and an explanation. Bold, highlighted cells: p < {ALPHA}. Red: lower than the "
-            f"reference; green: higher.", muted=True))
-        if "deltas" in figures:
-            blocks.append(Figure(figures["deltas"], "bars of each design's category delta vs the reference",
-                                 f"Δ of each trained run's category mean vs {ref_label} (untrained runs left out: "
-                                 f"their deltas would flatten the rest). * marks p < {ALPHA}; pale bars had too "
-                                 f"few datasets to test."))
+            f"Δ is the mean over the category's tasks of (run − {labels[stats.reference]}), on the tasks both runs "
+            "scored. Red: lower than the reference; green: higher.", muted=True))
     for category in stats.categories:
         blocks += _category(results, stats, labels, category)
     return blocks
