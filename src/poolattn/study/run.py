@@ -34,6 +34,7 @@ from poolattn.study.analysis import analyse
 from poolattn.study.eta import calibrate, estimate
 from poolattn.study.plan import RunPlan, StudyPlan, expand_tasks
 from poolattn.study.report import write_report
+from poolattn.study.results import load_results
 from poolattn.training.identity import identity_differences, make_identity, read_identity, records_sha256
 from poolattn.training.run import SUMMARY, load_training_data, remove_run, split_holdout, train
 from poolattn.version import __version__
@@ -285,8 +286,9 @@ def run_study(plan: StudyPlan, *, force: bool = False, progress: bool = True, ca
     bar.close()
     # nothing left to do: this invocation only re-reports, and the study finished when it last did work
     results["study"]["finished"] = _now() if pending or not earlier.get("finished") else earlier["finished"]
-    analysis = analyse(results, out / ITEMS_DIR)  # intervals from the items files: results.json keeps them
+    loaded = load_results(results)
+    analysis = analyse(loaded, out / ITEMS_DIR)  # intervals from the items files: results.json keeps them
     results.update(analysis.results_fields())
     _write_json(out / RESULTS_FILE, results)
-    write_report(results, out, analysis=analysis)
+    write_report(loaded, out, analysis=analysis)
     return out / RESULTS_FILE
