@@ -12,7 +12,7 @@ __all__ = ["Config", "Embedder", "get_design", "load_config", "to_mteb", "__vers
 
 
 def __getattr__(name: str):
-    # Lazy, so `poolattn --help` and config tooling do not import torch (~3 s; `import poolattn` alone takes milliseconds).
+    # Lazy, so `poolattn --help` and config tooling do not import torch (~3 s; `import poolattn` alone: ms).
     if name == "Embedder":
         from poolattn.model import Embedder
 
