@@ -97,6 +97,7 @@ class Comparison:
 
     def to_json(self) -> dict[str, object]:
         return {"delta": self.delta, "ci95": list(self.ci95), "p": self.p, "p_holm": self.p_holm,
+                "p_at_floor": self.p_at_floor,
                 "n_items": self.n_items, "n_tasks": self.n_tasks, "n_seeds": self.n_seeds,
                 "n_reference_seeds": self.n_reference_seeds, "n_replicates": self.n_replicates}
 

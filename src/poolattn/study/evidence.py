@@ -44,14 +44,15 @@ def _scheme_text(analysis: StudyAnalysis, categories: dict[str, list[str]]) -> s
         parts.append(f"STS pairs that share a text ({', '.join(by_scheme[COMPONENTS])}) are resampled by connected "
                      "component (pairs joined when they share a text, directly or through other pairs), so pairs "
                      "that reuse a word move together; drawing the words instead (the vertex or pigeonhole "
-                     "bootstrap) would be about 1.7x too wide on these sparse word graphs")
+                     "bootstrap) would enter a pair whose texts occur nowhere else with 3 times a pair draw's "
+                     "variance, too wide where words are shared little")
     if by_scheme.get(TEXTS):
         parts.append(f"STS pairs of {', '.join(by_scheme[TEXTS])} form too few shared-text components to resample, "
                      "so their texts are drawn with replacement and each pair kept as often as both its texts were "
                      "drawn (conservative: about 1.7x too wide where pairs share little)")
     if by_scheme.get(HALF_SAMPLES):
         parts.append("clustering documents are resampled as half-samples without replacement (a delete-d "
-                     "jackknife, d = n/2, each replicate's deviation scaled by sqrt(m/d) = 1), because a resample "
+                     "jackknife, d = n/2, each replicate's deviation scaled by sqrt(m/d) ≈ 1), because a resample "
                      "with replacement repeats documents and biases V-measure upward")
     return "; ".join(parts)
 
@@ -64,8 +65,9 @@ def _draws_text(analysis: StudyAnalysis) -> str:
         out.append("the classification probe's training-sample draws are resampled too, the same for every run, "
                    f"for {', '.join(several)}")
     if single:
-        out.append(f"{', '.join(single)} recorded one draw of the classification probe's training sample (16 "
-                   "examples per label), so their intervals carry no variance of that sample")
+        out.append(f"{', '.join(single)} recorded one draw of the classification probe's training sample (mteb "
+                   "draws 16 examples per label; a training split with no more than that per label is the same "
+                   "sample in every draw), so their intervals carry no variance of that sample")
     return "; ".join(out)
 
 
