@@ -35,7 +35,7 @@ def p_text(c: Comparison | None, *, holm: bool) -> str:
     return pvalue(c.p_holm if holm else c.p, bound=c.p_at_floor)
 
 
-def _scheme_text(analysis: StudyAnalysis, categories: dict[str, list[str]]) -> str:
+def _scheme_text(analysis: StudyAnalysis) -> str:
     by_scheme: dict[str, list[str]] = {}
     for task, scheme in analysis.schemes.items():
         by_scheme.setdefault(scheme, []).append(task)
@@ -96,7 +96,7 @@ def intervals_section(analysis: StudyAnalysis, categories: dict[str, list[str]],
     seeded = max(seeds) > 1
     n_compared = sum(1 for c in analysis.comparisons.values() for v in c.values() if v)
     floor = 2 / (analysis.n_boot + 1)
-    extra = "; ".join(t for t in (_scheme_text(analysis, categories), _draws_text(analysis)) if t)
+    extra = "; ".join(t for t in (_scheme_text(analysis), _draws_text(analysis)) if t)
     blocks: list[Block] = [Heading("Differences with confidence intervals", 2), para(
         f"Δ [{CONFIDENCE:.0%} interval] of each design's category mean against {ref_label}, from a paired bootstrap "
         f"over the evaluated items ({analysis.n_boot} replicates, seed {analysis.bootstrap_seed}): each replicate "
