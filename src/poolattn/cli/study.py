@@ -54,9 +54,14 @@ def run(args: argparse.Namespace) -> int:
     print(describe(plan))
     if args.dry_run:
         if not args.no_estimate:
+            from poolattn.errors import InputNotFoundError
             from poolattn.study.eta import calibrate, describe_estimate, estimate
 
-            print("\n".join(describe_estimate(estimate(plan, calibrate(plan)))))
+            try:
+                print("\n".join(describe_estimate(estimate(plan, calibrate(plan)))))
+            except InputNotFoundError as exc:  # the plan stands without the backbone; only the estimate needs it
+                print(f"estimated_minutes=unknown\nno estimate is possible: the backbone is needed to time a step "
+                      f"and it cannot be read here ({exc})")
         return 0
     from poolattn.study.run import launched_processes, run_study, train_designs
 
