@@ -303,7 +303,8 @@ class PrefixCache:
         pooler = model.pooler
         multilayer = pooler.uses_all_layers
         wanted = list(pooler.layers) if multilayer else [n]
-        frozen = [i for i in wanted if i <= k]
+        # summaries cached per text: hidden states up to the cut; the last one (after the final norm) is always live
+        frozen = [i for i in wanted if i <= k and i < n] if multilayer else []
         autocast = (torch.is_autocast_enabled(input_ids.device.type),
                     str(torch.get_autocast_dtype(input_ids.device.type)))
         context = (plan.context, autocast)
@@ -336,7 +337,7 @@ class PrefixCache:
             width = states[0].shape[-1]
             entering = torch.zeros((*input_ids.shape, width), dtype=states[0].dtype, device=input_ids.device)
             entering[real] = torch.cat([s.to(input_ids.device) for s in states])
-        live = [i for i in wanted if i > k]
+        live = [i for i in wanted if i not in frozen]
         hidden = self._run_suffix(base, k, entering, attention_mask, position_ids, live)
         if plan.context not in self._checked:
             self._cross_check(model, plan, input_ids, attention_mask, position_ids, hidden[n])
@@ -347,7 +348,7 @@ class PrefixCache:
                 return pooler((hidden[n],), pool_mask).float()
             by_index = {i: pooler.summarize(hidden[i], pool_mask) for i in live}
             cached = torch.stack([v.to(input_ids.device) for v in vectors], dim=0) if frozen else None  # (B, F, H)
-            columns = [cached[:, frozen.index(i)] if i <= k else by_index[i] for i in wanted]
+            columns = [cached[:, frozen.index(i)] if i in frozen else by_index[i] for i in wanted]
             return pooler.combine(torch.stack(columns, dim=1)).float()
 
     def _cross_check(self, model: nn.Module, plan: PrefixPlan, input_ids: Tensor, attention_mask: Tensor,
