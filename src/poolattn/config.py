@@ -267,6 +267,15 @@ class TrainConfig:
         if self.attn_implementation is not None:
             _check_choice("train", "attn_implementation", self.attn_implementation, ATTN_IMPLEMENTATIONS)
 
+    @property
+    def local_batch(self) -> int:
+        """Records one process embeds for one optimizer step: per-device batch x accumulation.
+
+        Accumulation means more texts in one contrastive batch, not more optimizer micro-steps: the dataloader hands
+        each process this many records at once (see training/trainer.py).
+        """
+        return self.per_device_train_batch_size * self.gradient_accumulation_steps
+
 
 # -------------------------------------------------------------------------------------- evaluation, study
 

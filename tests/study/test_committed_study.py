@@ -105,8 +105,9 @@ def test_an_independent_paired_bootstrap_agrees_on_every_retrieval_interval(resu
 def test_the_readme_verdict_table_is_the_committed_studys(results):
     from poolattn.study.analysis import analyse
     from poolattn.study.evidence import verdict_markdown
+    from poolattn.study.results import load_results
 
-    analysis = analyse(RESULTS, reference=results["reference"])
+    analysis = analyse(load_results(RESULTS), reference=results["reference"])
     table = verdict_markdown(analysis).strip()
     assert table, "the committed study gives no verdicts"
     assert table in (ROOT / "README.md").read_text(encoding="utf-8"), \

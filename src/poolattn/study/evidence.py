@@ -7,26 +7,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from poolattn.study.analysis import AGREE, DISAGREE, UNDERTRAINED, StudyAnalysis, significant
+from poolattn.evaluation.items import ITEMS_DIR
+from poolattn.study.analysis import ALPHA, AGREE, DISAGREE, UNDERTRAINED, StudyAnalysis, significant
 from poolattn.study.bootstrap import CONFIDENCE, Comparison
 from poolattn.study.convergence import RULE
+from poolattn.study.fmt import DASH, UNDERTRAINED_MARK, marked, pvalue, signed
 from poolattn.study.render import Block, Bullets, Cell, Figure, Heading, Span, Table, para, render_markdown
-from poolattn.study.stats import ALPHA, category_title
-
-DASH = "—"
-UNDERTRAINED_MARK = " (undertrained)"
-
-
-def _signed(value: float) -> str:
-    return "0.000" if value == 0 else f"{value:+.3f}".replace("-", "−")
-
-
-def _p(p: float | None) -> str:
-    return DASH if p is None else (f"{p:.3f}" if p >= 0.001 else "< 0.001")
+from poolattn.study.stats import category_title
 
 
 def interval_text(c: Comparison) -> str:
-    return f"{_signed(c.delta)} [{_signed(c.ci95[0])}, {_signed(c.ci95[1])}]"
+    return f"{signed(c.delta)} [{signed(c.ci95[0])}, {signed(c.ci95[1])}]"
 
 
 def _interval_cell(c: Comparison | None) -> Cell:
@@ -38,7 +29,7 @@ def _interval_cell(c: Comparison | None) -> Cell:
 
 def marked_label(analysis: StudyAnalysis, group: str) -> str:
     g = analysis.groups[group]
-    return g.label + (UNDERTRAINED_MARK if g.undertrained else "")
+    return marked(g.label, g.undertrained)
 
 
 def _seeds_text(analysis: StudyAnalysis, group: str) -> str:
@@ -51,6 +42,11 @@ def intervals_section(analysis: StudyAnalysis, categories: dict[str, list[str]],
     """Per design and category: Δ vs the reference with its bootstrap interval; then p and Holm's p."""
     if analysis.reference is None or not analysis.comparisons:
         return []
+    if not any(c for cells in analysis.comparisons.values() for c in cells.values()):
+        return [Heading("Differences with confidence intervals", 2), para(
+            "No intervals: no run has items files (the per-query, per-pair and per-example values the bootstrap "
+            f"resamples, read from the `{ITEMS_DIR}` folder beside results.json). The deltas below carry no "
+            "uncertainty, and no verdict on the paper's claims can go beyond inconclusive.", muted=True)]
     ref_label = analysis.groups[analysis.reference].label
     seeds = {len(g.runs) for g in analysis.groups.values() if g.trained}
     seeded = max(seeds) > 1
@@ -77,7 +73,7 @@ def intervals_section(analysis: StudyAnalysis, categories: dict[str, list[str]],
         rows.append([Cell(label), Cell(_seeds_text(analysis, group), ("num",))]
                     + [_interval_cell(cells.get(c)) for c in categories])
         p_rows.append([Cell(label)] + [Cell(DASH if cells.get(c) is None else
-                                            f"{_p(cells[c].p)} / {_p(cells[c].p_holm)}",
+                                            f"{pvalue(cells[c].p)} / {pvalue(cells[c].p_holm)}",
                                             ("num", "sig") if significant(cells.get(c)) else ("num",))
                                        for c in categories])
     blocks.append(Table(header, rows))
@@ -145,13 +141,13 @@ def verdict_section(analysis: StudyAnalysis) -> list[Block]:
         return []
     rows = []
     for v in analysis.verdicts:
-        paper = f"{_signed(v.paper_low)} to {_signed(v.paper_high)}" + (" (significant)" if v.paper_significant
-                                                                         else "")
+        paper = f"{signed(v.claim.low)} to {signed(v.claim.high)}" + (" (significant)" if v.paper_significant
+                                                                       else "")
         c = v.comparison
         tag = {AGREE: ("agree",), DISAGREE: ("disagree",)}.get(v.verdict, ())
-        rows.append([Cell(category_title(v.category)), Cell(f"design {v.number}" + (
-            UNDERTRAINED_MARK if analysis.groups[v.group].undertrained else "")),
-            Cell(paper, ("num",)), _interval_cell(c), Cell(_p(None if c is None else c.p_holm), ("num",)),
+        rows.append([Cell(category_title(v.category)), Cell(marked(f"design {v.number}",
+                                                                   analysis.groups[v.group].undertrained)),
+            Cell(paper, ("num",)), _interval_cell(c), Cell(pvalue(None if c is None else c.p_holm), ("num",)),
             Cell(DASH if c is None else str(c.n_seeds), ("num",)), Cell(v.verdict, tag), Cell(v.reason)])
     counts = {name: sum(v.verdict == name for v in analysis.verdicts)
               for name in (AGREE, DISAGREE, "inconclusive", UNDERTRAINED)}

@@ -21,24 +21,21 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from poolattn import __version__
 from poolattn.backbone.load import add_lora, default_device, load_backbone, load_lora, load_tokenizer
 from poolattn.backbone.offline import resolve as resolve_backbone
 from poolattn.backbone.prefix import PrefixCache
-from poolattn.card import write_model_card
 from poolattn.config import Config, ModelConfig, merge
 from poolattn.designs import get_design
 from poolattn.errors import InputError, InputNotFoundError
 from poolattn.features import TextTokenizer, check_texts
+from poolattn.model.card import write_model_card
+from poolattn.model.folder import (ADAPTER_DIR, CONFIG_FILE, FORMAT_VERSION, MERGED_DIR, POOLER_FILE,
+                                   backbone_location, read_saved_model, refuse_code_hooks)
 from poolattn.pooling import BackboneDims, Pooler, build_pooler, pooler_class
+from poolattn.version import __version__
 
 logger = logging.getLogger(__name__)
 
-CONFIG_FILE = "poolattn.json"
-POOLER_FILE = "pooler.safetensors"
-ADAPTER_DIR = "adapter"
-MERGED_DIR = "backbone"
-FORMAT_VERSION = 1
 # What `encode_query` uses when no instruction is given (the E5 retrieval instruction).
 DEFAULT_QUERY_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
 CONVERT_TO = ("numpy", "torch")
@@ -423,7 +420,7 @@ class Embedder(nn.Module):
     ) -> Embedder:
         """Rebuild a saved model: same backbone, adapters, head and tokenizer, hence the same embeddings.
 
-        Loading runs no code from the folder and reads no weights outside it (see `model_folder`): a folder that
+        Loading runs no code from the folder and reads no weights outside it (see `model.folder`): a folder that
         asks for `trust_remote_code` is refused unless the caller passes `trust_remote_code=True`, and a backbone
         recorded as a local path is loaded only when the caller names it again as `backbone`.
 
@@ -443,8 +440,6 @@ class Embedder(nn.Module):
             ValueError: poolattn.json breaks its schema (unknown key, wrong type, size out of bounds).
             PermissionError: the folder asks for code or a local backbone the caller did not allow.
         """
-        from poolattn.model_folder import backbone_location, read_saved_model, refuse_code_hooks
-
         path = Path(path)
         saved = read_saved_model(path, trust_remote_code=trust_remote_code)
         refuse_code_hooks(path, trust_remote_code=trust_remote_code)
