@@ -12,7 +12,8 @@ from poolattn.designs import get_design
 from poolattn.evaluation import evaluate
 from poolattn.model import Embedder
 
-TASKS = ["PoolattnNewsgroupsClustering", "PoolattnFoldocTermRetrieval"]
+# two of the cheapest suite tasks (about 1.1k and 7.4k tokens), one STS and one classification probe
+TASKS = ["PoolattnWordSim353WordRelatedness", "PoolattnTrecQuestionClassification"]
 DEMO_LORA = {"r": 16, "alpha": 32, "dropout": 0.0, "layers": list(range(-12, 0))}
 
 
