@@ -138,12 +138,16 @@ class ModelConfig:
     instruction_template: str = DEFAULT_INSTRUCTION_TEMPLATE
     trust_remote_code: bool = False
     seed: int = 0
+    # frozen-prefix cache (backbone/prefix.py): "auto" runs the layers below the first adapted one once per text
+    # wherever that is exact (it says so when it switches itself off); "off" always runs every layer
+    prefix_cache: str = "auto"
 
     def __post_init__(self) -> None:
         if not isinstance(self.backbone, str) or not self.backbone:
             raise ConfigError(f"model.backbone={self.backbone!r} must name a model (e.g. 'smollm2-135m') or a folder")
         _check_choice("model", "attention", self.attention, ATTENTION_MODES)
         _check_choice("model", "padding_side", self.padding_side, PADDING_SIDES)
+        _check_choice("model", "prefix_cache", self.prefix_cache, ("auto", "off"))
         self.dtype = dtype_name(self.dtype)
         _check_choice("model", "dtype", self.dtype, DTYPES)
         _check_choice("model", "attn_implementation", self.attn_implementation, ATTN_IMPLEMENTATIONS)
