@@ -24,7 +24,8 @@ from torch import Tensor, nn
 
 from poolattn.config import DEFAULT_LORA_TARGETS, Config, merge
 from poolattn.designs import get_design
-from poolattn.losses import ContrastiveStep, InfoNCELoss
+from poolattn.losses import InfoNCELoss
+from poolattn.training.step import ContrastiveStep
 from poolattn.model import Embedder
 
 LORA = {"r": 16, "alpha": 32, "dropout": 0.0}

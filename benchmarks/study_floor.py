@@ -52,7 +52,8 @@ def training_tokens(run_config, tokenizer, steps: int) -> dict[str, int]:
     """Real tokens of the first `steps` training batches and of the held-out check's encodes, for one run."""
     from poolattn.data.collator import TripletCollator
     from poolattn.study.eta import _holdout_encodes
-    from poolattn.training.run import batch_sampler, load_training_data, split_holdout
+    from poolattn.training.recipe import batch_sampler
+    from poolattn.training.run import load_training_data, split_holdout
 
     dataset, held = split_holdout(load_training_data(run_config), run_config.data.holdout,
                                   run_config.data.max_records)

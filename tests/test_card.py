@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from poolattn.card import MARKER, write_model_card
+from poolattn.model.card import MARKER, write_model_card
 from poolattn.cli import main
 from poolattn.model import Embedder
 from poolattn.training.run import train
@@ -41,7 +41,7 @@ def test_a_training_run_writes_its_data_steps_and_holdout_into_the_card(tiny_lla
     before = summary["holdout"]["before"]["recall@1"]
     assert f"{before:.3f} before" in card
     # the sentence-transformers export's card keeps the run's record
-    from poolattn.export import export_sentence_transformers
+    from poolattn.model.export import export_sentence_transformers
 
     export_sentence_transformers(tmp_path / "run", tmp_path / "run-st", backbone=str(tiny_llama))
     exported = (tmp_path / "run-st" / "README.md").read_text()

@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
+import torch
 
 from poolattn.config import Config, ConfigError, load_config, merge, unflatten
 from poolattn.designs import DESIGNS, get_design
+from poolattn.model import Embedder
+from poolattn.training.recipe import build_step
 
 
-def test_defaults_are_the_papers_lora():
-    config = Config()
-    assert (config.model.lora.r, config.model.lora.alpha, config.model.lora.dropout) == (16, 32, 0.1)
-    assert set(config.model.lora.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
-    assert config.loss.scale == 50.0
+def test_the_default_lora_and_loss_scale_are_the_papers_and_reach_the_model_and_the_loss(tiny_llama):
+    # read off the built adapters and the built loss, not the dataclass: a field that never reached them fails here
+    config = merge(Config(), {"model": {"backbone": str(tiny_llama)}})
+    model = Embedder.from_config(config.model, device="cpu")
+    lora = model.backbone.peft_config["default"]
+    assert (lora.r, lora.lora_alpha, lora.lora_dropout) == (16, 32, 0.1)  # the paper's LoRA
+    assert set(lora.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    wrapped = {name.split(".lora_A")[0].rsplit(".", 1)[-1] for name, _ in model.backbone.named_parameters()
+               if ".lora_A" in name}
+    assert wrapped == set(lora.target_modules)
+    loss = build_step(config, model.text_tokenizer.collate).loss
+    # cosines 1 (the positive) and 0.98: at scale 50 the logits are 50 and 49, so the loss is log(1 + e^-1)
+    queries = torch.tensor([[1.0, 0.0]])
+    documents = torch.tensor([[1.0, 0.0], [0.98, math.sqrt(1 - 0.98**2)]])
+    value = loss(queries, documents, torch.tensor([0]))
+    assert float(value) == pytest.approx(math.log1p(math.exp(-1.0)), rel=1e-5)  # scale 20 would give 0.513
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,8 @@ import torch
 from sentence_transformers import SentenceTransformer
 
 from poolattn.designs import DESIGNS
-from poolattn.export import export_sentence_transformers, needs_trust_remote_code
 from poolattn.model import Embedder
+from poolattn.model.export import export_sentence_transformers, needs_trust_remote_code
 from tests.test_model import _embedder, _perturb_lora
 
 # the last text is longer than max_length=64, so truncation (with room kept for EOS) is compared too
@@ -70,10 +70,27 @@ def test_trainable_head_needs_trust_remote_code_and_loads_with_embedder_too(tiny
     out = export_sentence_transformers(model, tmp_path / "st")
     with pytest.raises(ValueError, match="trust_remote_code"):
         SentenceTransformer(str(out), device="cpu")
-    assert json.loads((out / "modules.json").read_text())[0]["type"] == "poolattn.st_module.PoolattnModule"
+    assert json.loads((out / "modules.json").read_text())[0]["type"] == "poolattn.model.st_module.PoolattnModule"
     assert not list(out.rglob("*.py"))  # nothing in the folder is code
     again = Embedder.load(out, device="cpu")
     np.testing.assert_allclose(again.encode(TEXTS), model.encode(TEXTS), atol=1e-5)
+
+
+def test_an_export_naming_the_old_module_path_still_loads(tiny_llama, tmp_path):
+    # exports written before poolattn/model/ existed record poolattn.st_module.PoolattnModule in modules.json
+    model = _embedder(tiny_llama, 5)
+    _perturb_lora(model)
+    out = export_sentence_transformers(model, tmp_path / "st", instruction=INSTRUCTION)
+    modules = json.loads((out / "modules.json").read_text())
+    modules[0]["type"] = "poolattn.st_module.PoolattnModule"
+    (out / "modules.json").write_text(json.dumps(modules))
+    st = SentenceTransformer(str(out), device="cpu", trust_remote_code=True)
+    _compare(model, st)
+    # negative control: a path that names no module is refused, so the old path is really the one resolved
+    modules[0]["type"] = "poolattn.no_such_module.PoolattnModule"
+    (out / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises((ImportError, ValueError)):
+        SentenceTransformer(str(out), device="cpu", trust_remote_code=True)
 
 
 def test_export_refuses_a_non_empty_folder(tiny_llama, tmp_path):

@@ -11,7 +11,7 @@ from poolattn.cli import main
 from poolattn.config import ConfigError
 from poolattn.errors import UnsafeModelError
 from poolattn.model import Embedder
-from poolattn.model_folder import read_saved_model
+from poolattn.model.folder import read_saved_model
 
 EVIL = '''
 from pathlib import Path

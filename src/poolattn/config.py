@@ -144,12 +144,16 @@ class ModelConfig:
     instruction_template: str = DEFAULT_INSTRUCTION_TEMPLATE
     trust_remote_code: bool = False
     seed: int = 0
+    # frozen-prefix cache (backbone/prefix.py): "auto" runs the layers below the first adapted one once per text
+    # wherever that is exact (it says so when it switches itself off); "off" always runs every layer
+    prefix_cache: str = "auto"
 
     def __post_init__(self) -> None:
         if not isinstance(self.backbone, str) or not self.backbone:
             raise ConfigError(f"model.backbone={self.backbone!r} must name a model (e.g. 'smollm2-135m') or a folder")
         _check_choice("model", "attention", self.attention, ATTENTION_MODES)
         _check_choice("model", "padding_side", self.padding_side, PADDING_SIDES)
+        _check_choice("model", "prefix_cache", self.prefix_cache, ("auto", "off"))
         self.dtype = dtype_name(self.dtype)
         _check_choice("model", "dtype", self.dtype, DTYPES)
         _check_choice("model", "attn_implementation", self.attn_implementation, ATTN_IMPLEMENTATIONS)
@@ -268,6 +272,15 @@ class TrainConfig:
             self.report_to = [self.report_to]
         if self.attn_implementation is not None:
             _check_choice("train", "attn_implementation", self.attn_implementation, ATTN_IMPLEMENTATIONS)
+
+    @property
+    def local_batch(self) -> int:
+        """Records one process embeds for one optimizer step: per-device batch x accumulation.
+
+        Accumulation means more texts in one contrastive batch, not more optimizer micro-steps: the dataloader hands
+        each process this many records at once (see training/trainer.py).
+        """
+        return self.per_device_train_batch_size * self.gradient_accumulation_steps
 
 
 # -------------------------------------------------------------------------------------- evaluation, study

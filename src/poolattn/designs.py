@@ -46,6 +46,7 @@ def get_design(key: int | str) -> Design:
     Raises:
         ValueError: neither a design number nor a known pooling/attention pair.
     """
+    # lazy: pooling imports torch (~2.5 s), which the config tooling and `poolattn --help` do not need
     from poolattn.pooling import POOLERS
 
     text = str(key).strip()

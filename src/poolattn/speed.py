@@ -14,6 +14,13 @@ from dataclasses import dataclass
 import torch
 
 from poolattn.config import Config
+from poolattn.data.collator import TripletCollator
+from poolattn.data.records import bundled_training_set
+from poolattn.model import Embedder
+from poolattn.training.recipe import (batch_sampler, build_optimizer, build_scheduler, build_step, planned_steps,
+                                     training_precision)
+from poolattn.training.run import load_training_data
+from poolattn.training.trainer import to_training_arguments
 
 
 @dataclass(frozen=True)
@@ -35,8 +42,6 @@ class Rate:
 
 def sample_texts(count: int, *, seed: int = 0) -> list[str]:
     """`count` texts of the bundled training set (queries, positives and negatives alike), evenly spaced."""
-    from poolattn.data.records import bundled_training_set
-
     records = bundled_training_set()
     texts: list[str] = []
     stride = max(1, len(records) // max(count, 1))
@@ -48,7 +53,7 @@ def sample_texts(count: int, *, seed: int = 0) -> list[str]:
     return texts[:count]
 
 
-def time_encode(model, texts: Sequence[str], *, batch_size: int = 32,
+def time_encode(model: Embedder, texts: Sequence[str], *, batch_size: int = 32,
                 instructions: Sequence[str | None] | None = None) -> Rate:
     """One `Embedder.encode` of `texts` (after a one-batch warm-up); tokens are the real ones, EOS included."""
     instructions = list(instructions) if instructions is not None else [None] * len(texts)
@@ -61,17 +66,14 @@ def time_encode(model, texts: Sequence[str], *, batch_size: int = 32,
     return Rate(len(texts), tokens, time.perf_counter() - start)
 
 
-def time_train_steps(config: Config, steps: int = 2, *, model=None, warmup: int = 1) -> Rate:
-    """`steps` contrastive optimizer steps of `config` (loss path, batch, precision as `poolattn train` runs
-    them) after `warmup` untimed ones; returns the timed steps and their real tokens.
+def time_train_steps(config: Config, steps: int = 2, *, model: Embedder | None = None, warmup: int = 1) -> Rate:
+    """`steps` contrastive optimizer steps of `config` after `warmup` untimed ones; returns the timed steps and their
+    real tokens.
 
-    The Trainer's own bookkeeping (logging, the scheduler) is left out: it is small against a CPU step.
+    The steps are the run's: its data in the recipe's batch order, loss path, precision, optimizer and learning-rate
+    schedule (training/recipe.py), without the Trainer's own bookkeeping (logging, checkpoints), which is small
+    against a CPU step.
     """
-    from poolattn.data.collator import TripletCollator
-    from poolattn.data.sampler import SourceBatchSampler
-    from poolattn.model import Embedder
-    from poolattn.training.run import build_step, load_training_data, training_precision
-
     if steps < 1:
         raise ValueError(f"steps={steps} must be >= 1")
     _, autocast = training_precision(config)
@@ -81,13 +83,13 @@ def time_train_steps(config: Config, steps: int = 2, *, model=None, warmup: int 
             model.backbone.get_base_model().set_attn_implementation(config.train.attn_implementation)
     model.train()
     dataset = load_training_data(config)
-    records = config.train.per_device_train_batch_size * config.train.gradient_accumulation_steps
-    sampler = SourceBatchSampler(dataset.sources if len(dataset.sources) == len(dataset) else [None] * len(dataset),
-                                 records, seed=config.train.seed, same_source=config.data.same_source_batches)
+    sampler = batch_sampler(config, dataset)
     collator = TripletCollator(model.text_tokenizer)
     step = build_step(config, model.text_tokenizer.collate)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.train.learning_rate)
+    args = to_training_arguments(config)
+    optimizer = build_optimizer(model, args)
+    scheduler = build_scheduler(optimizer, args, planned_steps(config, len(sampler)))
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     batches = iter(sampler)
     tokens, start = 0, 0.0
     for i in range(steps + warmup):
@@ -97,8 +99,10 @@ def time_train_steps(config: Config, steps: int = 2, *, model=None, warmup: int 
         with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=autocast):
             result = step(model, batch)
         result.loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, config.train.max_grad_norm)
+        if args.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
         optimizer.step()
+        scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         tokens += result.tokens
     return Rate(steps, tokens, time.perf_counter() - start)

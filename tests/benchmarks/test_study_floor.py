@@ -53,7 +53,8 @@ def test_training_tokens_cover_each_training_record_once_per_epoch(study_floor, 
 
 def test_a_partial_epoch_counts_only_its_batches(study_floor, tiny_llama, tmp_path):
     from poolattn.model import Embedder
-    from poolattn.training.run import batch_sampler, load_training_data, split_holdout
+    from poolattn.training.recipe import batch_sampler
+    from poolattn.training.run import load_training_data, split_holdout
 
     config = _config(tiny_llama, tmp_path)
     tokenizer = Embedder.from_config(config.model).text_tokenizer

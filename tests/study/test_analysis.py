@@ -16,6 +16,7 @@ from poolattn.evaluation.items import TaskItems, write
 from poolattn.study.analysis import AGREE, DISAGREE, INCONCLUSIVE, UNDERTRAINED, analyse
 from poolattn.study.bootstrap import holm
 from poolattn.study.report import write_report
+from poolattn.study.results import load_results
 
 TASKS = {"Ret": "retrieval", "Sim": "sts", "Cls": "classification"}
 SHIFT = {1: 0.0, 2: 0.1, 3: -0.1, 4: -0.1, 5: 0.0}
@@ -66,7 +67,7 @@ def study(tmp_path_factory):
 
 def test_verdicts_follow_the_intervals_and_the_convergence_rule(study):
     out, _ = study
-    analysis = analyse(out / "results.json", n_boot=500)
+    analysis = analyse(load_results(out / "results.json"), n_boot=500)
     retrieval = {v.number: v for v in analysis.verdicts if v.category == "retrieval"}
     assert {n: v.verdict for n, v in retrieval.items()} == {2: AGREE, 3: UNDERTRAINED, 4: DISAGREE, 5: INCONCLUSIVE}
     assert retrieval[2].comparison.delta == pytest.approx(0.1, abs=1e-12)
@@ -78,7 +79,7 @@ def test_verdicts_follow_the_intervals_and_the_convergence_rule(study):
 
 def test_holm_runs_over_every_design_and_category(study):
     out, _ = study
-    analysis = analyse(out / "results.json", n_boot=500)
+    analysis = analyse(load_results(out / "results.json"), n_boot=500)
     cells = [(g, c) for g, row in analysis.comparisons.items() for c, cell in row.items() if cell is not None]
     assert len(cells) == 4 * 3
     expected = holm([analysis.comparisons[g][c].p for g, c in cells])
@@ -100,7 +101,10 @@ def test_report_marks_undertrained_designs_and_prints_the_verdicts(study, tmp_pa
     assert "| Retrieval | design 4 |" in text and "| disagree |" in text
     assert "Rule: still falling" in text and "still falling: undertrained" in text
     assert "+0.100 [+0.100, +0.100]" in text
-    assert "error bars" in text and paths["deltas"].is_file()
+    assert "error bars" in text
+    from tests.study.test_report import _png_size
+
+    assert _png_size(paths["deltas"])[0] >= 700
     stats = json.loads(paths["stats"].read_text())
     assert stats["analysis"]["convergence"]["3"]["still_falling"] is True
     from tests.study.test_report import _StrictParser
@@ -126,7 +130,7 @@ def test_verdict_markdown_is_the_reports_table(study, tmp_path):
     from poolattn.study.evidence import verdict_markdown
 
     out, _ = study
-    analysis = analyse(out / "results.json", n_boot=200)
+    analysis = analyse(load_results(out / "results.json"), n_boot=200)
     table = verdict_markdown(analysis)
     assert table.startswith("### Verdict on the paper's claims")
     paths = write_report(out / "results.json", tmp_path, analysis=analysis)
@@ -135,7 +139,56 @@ def test_verdict_markdown_is_the_reports_table(study, tmp_path):
 
 def test_no_items_leaves_no_intervals_and_says_so(study, tmp_path):
     _, results = study
-    analysis = analyse(results, tmp_path / "nowhere", n_boot=100)
+    analysis = analyse(load_results(results), tmp_path / "nowhere", n_boot=100)
     assert all(cell is None for row in analysis.comparisons.values() for cell in row.values())
     assert set(analysis.missing_items) == {"1", "2", "3", "4", "5"}
     assert all(v.verdict == INCONCLUSIVE and "no item evidence" in v.reason for v in analysis.verdicts)
+
+
+def _comparison(ci95, p, p_holm, delta=None, n_replicates=2000):
+    from poolattn.study.bootstrap import Comparison
+
+    return Comparison(delta=sum(ci95) / 2 if delta is None else delta, ci95=ci95, p=p, n_items=100, n_tasks=1,
+                      n_seeds=1, n_reference_seeds=1, n_replicates=n_replicates, p_holm=p_holm)
+
+
+def test_an_interval_that_excludes_zero_without_holm_is_neither_a_verdict_nor_bold():
+    """The case the two rules would split on: unadjusted 95% interval above 0, Holm p 0.372."""
+    from poolattn.study.analysis import Group, _verdict
+    from poolattn.study.evidence import _interval_cell
+    from poolattn.study.paper import PAPER_DELTAS
+
+    group = Group("2", "design 2", 2, True, ("2",), (None,), {})
+    reference = Group("1", "design 1", 1, True, ("1",), (None,), {})
+    claim = PAPER_DELTAS["classification"]  # the paper's sign is negative: this delta is on the other side
+    split = _comparison((0.002, 0.061), p=0.031, p_holm=0.372)
+    assert split.excludes_zero
+    got = _verdict(claim, group, reference, split)
+    assert got.verdict == INCONCLUSIVE and "Holm p" in got.reason
+    assert "sig" not in _interval_cell(split).tags and "pos" not in _interval_cell(split).tags
+    counted = _comparison((0.002, 0.061), p=0.001, p_holm=0.024)
+    assert _verdict(claim, group, reference, counted).verdict == DISAGREE
+    assert {"sig", "pos"} <= set(_interval_cell(counted).tags)
+
+
+def test_a_p_at_the_replicate_floor_prints_as_a_bound():
+    from poolattn.study.evidence import p_text
+
+    floor = 2 / 2001
+    at_floor = _comparison((0.1, 0.2), p=floor, p_holm=24 * floor)
+    assert p_text(at_floor, holm=True) == "≤ 0.024" and p_text(at_floor, holm=False) == "≤ 0.0010"
+    measured = _comparison((0.1, 0.2), p=0.004, p_holm=0.048)
+    assert p_text(measured, holm=True) == "0.048" and p_text(measured, holm=False) == "0.004"
+
+
+def test_verdicts_say_the_papers_sign_and_significance_for_each_design(study, tmp_path):
+    out, _ = study
+    analysis = analyse(load_results(out / "results.json"), n_boot=500)
+    retrieval = {v.number: v for v in analysis.verdicts if v.category == "retrieval"}
+    assert retrieval[5].paper_significant and not retrieval[2].paper_significant
+    assert all(v.paper_sign == (1 if v.claim.low > 0 else -1) for v in analysis.verdicts)
+    from poolattn.study.evidence import verdict_markdown
+
+    table = verdict_markdown(analysis)
+    assert "| Retrieval | design 5 | +0.010 to +0.023 | higher, significant |" in table
+    assert "| Retrieval | design 2 | +0.010 to +0.023 | higher, not significant |" in table

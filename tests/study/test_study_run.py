@@ -33,7 +33,6 @@ def _config(tmp_path, **train) -> Config:
 @pytest.fixture
 def stubs(monkeypatch):
     """Training writes a summary (as `train` does), evaluation returns one score; both count their calls."""
-    import poolattn.study.report
     import poolattn.training.run
 
     calls = {"train": [], "eval": []}
@@ -51,9 +50,9 @@ def stubs(monkeypatch):
         calls["eval"].append(run.key)
         return {t: {"main_score": 0.5, "category": "retrieval", "main_score_name": "ndcg_at_10"} for t in tasks}, 0.1
 
-    monkeypatch.setattr(poolattn.training.run, "train", fake_train)
+    monkeypatch.setattr(study_run, "train", fake_train)
     monkeypatch.setattr(study_run, "_evaluate_run", fake_evaluate)
-    monkeypatch.setattr(poolattn.study.report, "write_report", lambda results, out, **kwargs: {})
+    monkeypatch.setattr(study_run, "write_report", lambda results, out, **kwargs: {})
     return calls
 
 

@@ -7,7 +7,7 @@ import torch
 
 from poolattn.backbone.dtype import DtypeChoice
 from poolattn.config import Config, merge
-from poolattn.training.run import training_precision
+from poolattn.training.recipe import training_precision
 
 
 def _config(backbone, **train) -> Config:

@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 from poolattn.cli import main
 from poolattn.cli.train import add_config_arguments, config_from_args
 from poolattn.config import Config, merge
-from poolattn.losses import InfoNCELoss, NonFiniteLossError
+from poolattn.losses import InfoNCELoss
+from poolattn.training.step import NonFiniteLossError
 from poolattn.model import Embedder
 from poolattn.training.run import train
 
@@ -200,7 +201,7 @@ def test_cli_reports_a_bad_record_without_a_traceback(tiny_llama, tmp_path, caps
 
 
 def test_training_attention_kernel_applies_to_training_only(tiny_llama, tmp_path, monkeypatch):
-    from poolattn.losses import ContrastiveStep
+    from poolattn.training.step import ContrastiveStep
 
     seen = []
     original = ContrastiveStep.__call__

@@ -1,7 +1,9 @@
 """`poolattn` command line: parse flags, build the config, call the library, print results.
 
 Each subcommand lives in its own module with `add_arguments(parser)` and `run(args) -> int`; modules keep their
-heavy imports (torch, transformers, mteb) inside `run`, so `poolattn --help` is instant.
+heavy imports (torch, transformers, mteb) inside `run`, so `poolattn --help` is instant. Measured on the 2-core
+AVX2 EPYC: `poolattn --help` 0.6 s; importing torch ~3 s, mteb ~6 s, poolattn.training.run (transformers' Trainer)
+~12 s, poolattn.model.export (sentence-transformers) ~13 s.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from poolattn import __version__
+from poolattn.version import __version__
 from poolattn.errors import UsageError
 
 COMMANDS: dict[str, tuple[str, str]] = {

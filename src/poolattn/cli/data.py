@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
+
+from poolattn import databuild
+from poolattn.databuild.build import SOURCE_LOADERS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from poolattn.databuild.build import SOURCE_LOADERS
-
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     build = sub.add_parser("build", help="download the source packages and write the training set, suite and card")
     build.add_argument("--out", type=Path, default=None,
@@ -36,18 +38,14 @@ def _print_summary(summary: dict, out: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import tempfile
-
-    from poolattn.databuild import build, check, default_out_dir
-
-    out = args.out if args.out is not None else default_out_dir()
+    out = args.out if args.out is not None else databuild.default_out_dir()
     progress = not args.no_progress
     if not args.check:
-        _print_summary(build(out, args.work, sources=args.sources, progress=progress), out)
+        _print_summary(databuild.build(out, args.work, sources=args.sources, progress=progress), out)
         return 0
     with tempfile.TemporaryDirectory(prefix="poolattn-data-check-") as tmp:
-        build(Path(tmp), args.work, sources=args.sources, progress=progress)
-        differences = check(out, Path(tmp))
+        databuild.build(Path(tmp), args.work, sources=args.sources, progress=progress)
+        differences = databuild.check(out, Path(tmp))
     if differences:
         print(f"{len(differences)} artifact(s) differ from {out}:")
         for line in differences:

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import argparse
 
+from poolattn.backbone import offline
+from poolattn.config import load_config, merge
+from poolattn.designs import get_design
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help="measure this YAML config's training and encoding settings "
@@ -31,14 +35,12 @@ def _fmt(value) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy, like every command's torch-side imports: see the cli package docstring for the measured costs
     import torch
     from transformers import AutoConfig
 
-    from poolattn.backbone import offline
     from poolattn.backbone.dtype import LayerShapes, auto_choice, measure
     from poolattn.backbone.load import default_device
-    from poolattn.config import load_config, merge
-    from poolattn.designs import get_design
     from poolattn.model import Embedder
     from poolattn.speed import sample_texts, time_encode, time_train_steps
 

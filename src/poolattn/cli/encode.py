@@ -106,6 +106,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    # lazy: torch (~3 s to import), see the cli package docstring
     from poolattn.model import resolve_model
 
     texts, instructions = read_texts(args.input)

@@ -17,6 +17,7 @@ from typing import Any
 
 from poolattn.cli.common import add_loading_arguments
 from poolattn.errors import InputError
+from poolattn.evaluation.baselines import BASELINES, load_baseline
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _print_task_list(suite_dir: Path | None, as_json: bool) -> None:
+    # lazy: mteb (~6 s to import), see the cli package docstring
     from poolattn.evaluation.tasks import list_offline_tasks
 
     tasks = list_offline_tasks(suite_dir)
@@ -72,14 +74,13 @@ def _print_task_list(suite_dir: Path | None, as_json: bool) -> None:
 
 def _load_encoder(args: argparse.Namespace) -> tuple[Any, str]:
     """The encoder for --model and the name its results are filed under."""
-    from poolattn.evaluation.baselines import BASELINES, load_baseline
-
     spec = str(args.model)
     if spec.strip().lower() in BASELINES and not Path(spec).is_dir():
         if args.backbone or args.dtype or args.max_length:
             logger.warning("--backbone, --dtype and --max_length do not apply to the %s baseline; ignored", spec)
         encoder = load_baseline(spec)
         return encoder, encoder.name
+    # lazy: torch (~3 s to import), see the cli package docstring
     from poolattn.model import resolve_model
 
     encoder = resolve_model(spec, backbone=args.backbone, dtype=args.dtype, max_length=args.max_length,
@@ -113,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be positive, got {args.batch_size}")
 
+    # lazy: mteb and torch (~11 s to import), see the cli package docstring
     from poolattn.evaluation.run import evaluate
     from poolattn.evaluation.tasks import get_tasks
 
@@ -140,6 +142,6 @@ def _refresh_model_card(model_dir: Path, output: Path) -> None:
     if not (model_dir / "poolattn.json").is_file():
         return
     if output.resolve().is_relative_to(model_dir.resolve()):
-        from poolattn.card import write_model_card
+        from poolattn.model.card import write_model_card
 
         write_model_card(model_dir)

@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from poolattn.export import DEFAULT_INSTRUCTION, export_sentence_transformers, needs_trust_remote_code
+    # lazy: sentence-transformers and torch (~13 s to import), see the cli package docstring
+    from poolattn.model.export import DEFAULT_INSTRUCTION, export_sentence_transformers, needs_trust_remote_code
     from poolattn.model import Embedder
 
     model = Embedder.load(args.model_dir, device="cpu", dtype="float32", backbone=args.backbone,
@@ -29,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     out = export_sentence_transformers(model, args.out, instruction=args.instruction or DEFAULT_INSTRUCTION,
                                        source=args.model_dir)
     if needs_trust_remote_code(model.config.pooling.name):
-        how = (f"SentenceTransformer({str(out)!r}, trust_remote_code=True)  # imports poolattn.st_module."
+        how = (f"SentenceTransformer({str(out)!r}, trust_remote_code=True)  # imports poolattn.model.st_module."
                "PoolattnModule from the installed poolattn package")
     else:
         how = f"SentenceTransformer({str(out)!r})"

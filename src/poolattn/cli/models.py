@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from poolattn.backbone import offline
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -14,8 +16,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from poolattn.backbone import offline
-
     if args.action == "list":
         rows = [("name", "cached", "license", "description")]
         for model in offline.OFFLINE_MODELS.values():

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from poolattn.config import ConfigError
+from poolattn.config import Config, ConfigError, load_yaml, merge, unflatten
+from poolattn.designs import get_design
 
 # flag -> (config key, type, help). Names follow the paper / TrainingArguments where one exists.
 FLAGS: dict[str, tuple[str, Any, str]] = {
@@ -103,8 +104,6 @@ def _switch(value: str | None, flag: str = "a switch") -> bool:
 
 def _config_default(key: str) -> Any:
     """The built-in default of a dotted config key (before --design and --config change it)."""
-    from poolattn.config import Config
-
     value: Any = Config()
     for part in key.split("."):
         value = getattr(value, part)
@@ -148,9 +147,6 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace):
     """defaults < --design < --config < explicit flags."""
-    from poolattn.config import Config, load_yaml, merge, unflatten
-    from poolattn.designs import get_design
-
     config = Config()
     if args.design is not None:
         config = merge(config, get_design(args.design).overrides())
@@ -184,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(config.to_yaml(), end="")
         return 0
+    # lazy: transformers' Trainer and torch (~12 s to import), see the cli package docstring
     from poolattn.training.run import train
 
     result = train(config)

@@ -19,6 +19,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from poolattn.cache import cache_dir
 from poolattn.databuild import card, suite
 from poolattn.databuild.fetch import Fetcher
 from poolattn.databuild.keys import TRAINING_SOURCES, partition, split_key
@@ -70,8 +71,6 @@ def default_out_dir() -> Path:
 
 def default_work_dir() -> Path:
     """Download cache: `$POOLATTN_CACHE/databuild`, else `~/.cache/poolattn/databuild`."""
-    from poolattn.cache import cache_dir
-
     return cache_dir("databuild")
 
 

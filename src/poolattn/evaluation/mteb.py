@@ -34,6 +34,7 @@ from poolattn.evaluation.instructions import (
     category_from_mteb_type,
     fallback_instruction,
 )
+from poolattn.evaluation.tasks import read_manifest
 
 if TYPE_CHECKING:
     from mteb import TaskMetadata
@@ -196,8 +197,6 @@ def to_mteb(
     cache never mixes two models), the embedding dimension, max tokens (the inference length) and the number of
     parameters; `instruction_template` holds the E5 template the model formats instructions with.
     """
-    from poolattn.evaluation.tasks import read_manifest
-
     config = model.config
     adapter = MtebAdapter(
         model,

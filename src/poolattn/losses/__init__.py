@@ -1,11 +1,11 @@
-"""Losses take embeddings, never the model, so `ContrastiveStep` (grad_cache.py) can wrap any of them."""
+"""Losses take embeddings, never the model, so the training step (training/step.py) can wrap any of them."""
 
 from __future__ import annotations
 
 from torch import nn
 
 from poolattn.errors import InputError
-from poolattn.losses.grad_cache import ContrastiveStep, NonFiniteLossError, StepResult
+from poolattn.losses.global_batch import global_batch_loss, text_keys
 from poolattn.losses.info_nce import InfoNCELoss
 
 LOSSES: dict[str, type[nn.Module]] = {"info_nce": InfoNCELoss}
@@ -17,4 +17,4 @@ def build_loss(name: str, **kwargs) -> nn.Module:
     return LOSSES[name](**kwargs)
 
 
-__all__ = ["LOSSES", "ContrastiveStep", "InfoNCELoss", "NonFiniteLossError", "StepResult", "build_loss"]
+__all__ = ["LOSSES", "InfoNCELoss", "build_loss", "global_batch_loss", "text_keys"]

@@ -73,14 +73,19 @@ class MultiLayerPooler(Pooler):
         return {"hidden_size": dims.hidden_size, "layers": resolve_layers(config.layers, dims.num_layers),
                 "layer_summary": summary, **resampler_size(config, dims)}
 
-    def forward(self, hidden_states: tuple[Tensor, ...], mask: Tensor) -> Tensor:
+    def summarize(self, states: Tensor, mask: Tensor) -> Tensor:
+        """(B, H) float32 summary of one layer's (B, T, H) states: last pooled token, or masked mean."""
         if self.layer_summary == "last":
             rows = torch.arange(mask.shape[0], device=mask.device)
-            index = last_token_index(mask)
-            vectors = [hidden_states[i][rows, index].float() for i in self.layers]  # L x (B, H)
-        else:
-            vectors = [masked_mean(hidden_states[i].float(), mask) for i in self.layers]
-        stacked = torch.stack(vectors, dim=1)  # (B, L, H)
-        stacked = F.normalize(stacked, dim=-1) * stacked.shape[-1] ** 0.5  # unit RMS per layer
-        resampled = self.resampler(stacked + self.layer_position)  # (B, H): latents attend over L layer vectors
-        return self.start(vectors[-1], resampled)  # the last selected layer's summary under init="residual"
+            return states[rows, last_token_index(mask)].float()
+        return masked_mean(states.float(), mask)
+
+    def combine(self, stacked: Tensor) -> Tensor:
+        """(B, D) from the (B, L, H) layer summaries; `summarize` and `combine` let a frozen layer's summary be cached."""
+        normed = F.normalize(stacked, dim=-1) * stacked.shape[-1] ** 0.5  # unit RMS per layer
+        resampled = self.resampler(normed + self.layer_position)  # (B, H): latents attend over L layer vectors
+        return self.start(stacked[:, -1], resampled)  # the last selected layer's summary under init="residual"
+
+    def forward(self, hidden_states: tuple[Tensor, ...], mask: Tensor) -> Tensor:
+        vectors = [self.summarize(hidden_states[i], mask) for i in self.layers]  # L x (B, H)
+        return self.combine(torch.stack(vectors, dim=1))  # (B, L, H) -> (B, H)

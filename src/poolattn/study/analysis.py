@@ -1,10 +1,11 @@
 """The study's verdict as typed objects: per-design comparisons with intervals, seeds, convergence, the paper.
 
-`analyse(results, items_dir)` gathers everything the report states beyond the per-task scores: for each design (all
+`analyse(results, items_dir)` gathers everything the report states: the score tables (stats.py); for each design (all
 its seeds together) against the reference design, per category and per task, a paired bootstrap interval over the
 items (bootstrap.py) with Holm-adjusted p over all (design x category) comparisons; the mean and spread of each
 category mean across seeds; the convergence rule per run (convergence.py); and the verdict on each of the paper's
-claims. The Markdown and HTML reports only render this object, and `results.json` carries its `comparisons`.
+claims (paper.py). The Markdown and HTML reports only render this object, and `results.json` carries its
+`comparisons`.
 
 Runs of one design trained with different seeds share a `group` in results.json (the design's key); a study without
 `study.seeds` has one run per group, keyed like the group.
@@ -16,16 +17,20 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from poolattn.evaluation.items import ITEMS_DIR, load_run_items
+from poolattn.evaluation.items import ITEMS_DIR, TaskItems, load_run_items, suite_pair_texts
 from poolattn.study.bootstrap import BOOTSTRAP_SEED, N_BOOTSTRAP, Comparison, PairedBootstrap, with_holm
 from poolattn.study.convergence import Convergence, convergence
-from poolattn.study.stats import ALPHA, PAPER_DELTAS, load_results, run_order, tasks_by_category
+from poolattn.study.paper import CLAIMED_DESIGNS, PAPER_DELTAS, REFERENCE_DESIGN, PaperClaim
+from poolattn.study.results import StudyResults
+from poolattn.study.stats import StudyStats, compare
 
 logger = logging.getLogger(__name__)
+
+ALPHA = 0.05
+"""Significance level of the Holm-adjusted p, as in the paper."""
 
 AGREE, DISAGREE, INCONCLUSIVE, UNDERTRAINED = "agree", "disagree", "inconclusive", "inconclusive: undertrained"
 
@@ -53,23 +58,35 @@ class Group:
 class Verdict:
     """One of the paper's claims (design N vs design 1 on a category) against this study's interval."""
 
-    category: str
+    claim: PaperClaim
     group: str
     number: int
-    paper_low: float
-    paper_high: float
-    paper_significant: bool
     comparison: Comparison | None
     verdict: str
     reason: str
 
     @property
+    def category(self) -> str:
+        return self.claim.category
+
+    @property
+    def paper_significant(self) -> bool:
+        """Whether the paper found this design's difference on this category significant."""
+        return self.number in self.claim.significant_for
+
+    @property
     def paper_sign(self) -> int:
-        return 1 if self.paper_low > 0 else -1
+        """The sign of the paper's delta for this design: its category range lies on one side of 0, so every design
+        in it has the range's sign."""
+        return self.claim.sign
 
 
 @dataclass(frozen=True)
 class StudyAnalysis:
+    """Everything the report states, as numbers: the score tables, the intervals, seeds, convergence, verdicts."""
+
+    table: StudyStats
+    """Per-run category means and deltas against the reference design's first run."""
     reference: str | None
     groups: dict[str, Group]
     convergence: dict[str, Convergence | None]
@@ -81,14 +98,21 @@ class StudyAnalysis:
     bootstrap_seed: int
     missing_items: dict[str, list[str]] = field(default_factory=dict)
     """run -> tasks scored without an items file (left out of the intervals)."""
+    schemes: dict[str, str] = field(default_factory=dict)
+    """task -> how its items were resampled (bootstrap.item_scheme)."""
+    probe_draws: dict[str, int] = field(default_factory=dict)
+    """classification task -> the fewest draws of the probe's training sample any run recorded."""
 
-    def results_fields(self) -> dict[str, Any]:
+    def undertrained(self, run: str) -> bool:
+        return (conv := self.convergence.get(run)) is not None and conv.undertrained
+
+    def results_fields(self) -> dict[str, object]:
         """What results.json gains: the reference and every comparison, JSON-ready."""
         return {"reference": self.reference,
                 "comparisons": {g: {c: (cell.to_json() if cell else None) for c, cell in cells.items()}
                                 for g, cells in self.comparisons.items()}}
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {
             **self.results_fields(),
             "task_comparisons": {g: {t: (cell.to_json() if cell else None) for t, cell in cells.items()}
@@ -98,9 +122,11 @@ class StudyAnalysis:
                            "undertrained_runs": list(g.undertrained_runs)} for k, g in self.groups.items()},
             "convergence": {k: (c.to_json() if c else None) for k, c in self.convergence.items()},
             "verdicts": [{"category": v.category, "design": v.group, "number": v.number, "verdict": v.verdict,
-                          "reason": v.reason, "paper_low": v.paper_low, "paper_high": v.paper_high,
-                          "paper_significant": v.paper_significant} for v in self.verdicts],
-            "bootstrap": {"replicates": self.n_boot, "seed": self.bootstrap_seed},
+                          "reason": v.reason, "paper_low": v.claim.low, "paper_high": v.claim.high,
+                          "paper_sign": v.paper_sign, "paper_significant": v.paper_significant}
+                         for v in self.verdicts],
+            "bootstrap": {"replicates": self.n_boot, "seed": self.bootstrap_seed, "schemes": self.schemes,
+                          "probe_draws": self.probe_draws},
             "missing_items": self.missing_items,
         }
 
@@ -108,54 +134,54 @@ class StudyAnalysis:
 # ------------------------------------------------------------------------------------------------ pieces
 
 
-def group_of(key: str, run: dict[str, Any]) -> str:
-    return str(run.get("group") or key)
-
-
-def _category_mean(run: dict[str, Any], tasks: list[str]) -> float | None:
-    values = [v for v in ((run.get("scores") or {}).get(t) for t in tasks) if v is not None and np.isfinite(v)]
-    return float(np.mean(values)) if values else None
-
-
-def _groups(results: dict[str, Any], categories: dict[str, list[str]],
-            conv: dict[str, Convergence | None]) -> dict[str, Group]:
-    runs = results["runs"]
+def _groups(results: StudyResults, table: StudyStats, conv: dict[str, Convergence | None]) -> dict[str, Group]:
     members: dict[str, list[str]] = {}
-    for key in run_order(runs):
-        members.setdefault(group_of(key, runs[key]), []).append(key)
+    for key in results.run_order():
+        members.setdefault(results.runs[key].group, []).append(key)
     out = {}
     for group, keys in members.items():
-        first = runs[keys[0]]
+        first = results.runs[keys[0]]
         means = {}
-        for category, tasks in categories.items():
-            values = [m for m in (_category_mean(runs[k], tasks) for k in keys) if m is not None]
+        for category, cat in table.categories.items():
+            values = [m for m in (cat.runs[k].mean for k in keys) if m is not None]
             means[category] = (float(np.mean(values)) if values else None,
                                float(np.std(values, ddof=1)) if len(values) > 1 else None)
-        label = first.get("group_label") or first.get("label") or group
-        out[group] = Group(group, label, first.get("number"), bool(first.get("trained", True)), tuple(keys),
-                           tuple(runs[k].get("seed") for k in keys), means,
+        out[group] = Group(group, first.group_label, first.number, first.trained, tuple(keys),
+                           tuple(results.runs[k].seed for k in keys), means,
                            tuple(k for k in keys if conv.get(k) is not None and conv[k].undertrained))
     return out
 
 
-def _verdict(category: str, group: Group, reference: Group, comparison: Comparison | None) -> Verdict:
-    paper = PAPER_DELTAS[category]
-    sign = 1 if paper["low"] > 0 else -1
+def significant(comparison: Comparison | None) -> bool:
+    """Holm-adjusted p below ALPHA: the one rule by which a difference counts, in the verdicts and the bold cells."""
+    return comparison is not None and comparison.p_holm is not None and comparison.p_holm < ALPHA
+
+
+def _verdict(claim: PaperClaim, group: Group, reference: Group, comparison: Comparison | None) -> Verdict:
     if comparison is None:
         verdict, reason = INCONCLUSIVE, "no item evidence to build an interval"
-    elif not comparison.excludes_zero:
-        verdict, reason = INCONCLUSIVE, "the 95% interval contains 0"
-    elif np.sign(comparison.delta) == sign:
-        verdict, reason = AGREE, "the interval excludes 0 on the paper's side"
+    elif not significant(comparison):
+        verdict, reason = INCONCLUSIVE, (f"Holm p ≥ {ALPHA}" + (" (the unadjusted 95% interval excludes 0)"
+                                                                if comparison.excludes_zero else ""))
+    elif claim.on_its_side(comparison.delta):
+        verdict, reason = AGREE, f"Holm p < {ALPHA}, on the paper's side"
     elif group.undertrained or reference.undertrained:
         who = [g.label for g in (group, reference) if g.undertrained]
-        verdict, reason = UNDERTRAINED, f"the interval is on the other side, but {' and '.join(who)} " \
+        verdict, reason = UNDERTRAINED, f"Holm p < {ALPHA} on the other side, but {' and '.join(who)} " \
                                         f"{'was' if len(who) == 1 else 'were'} undertrained (still learning when " \
                                         "training stopped, or never learned: see Convergence)"
     else:
-        verdict, reason = DISAGREE, "the interval excludes 0 on the other side"
-    return Verdict(category, group.key, int(group.number), paper["low"], paper["high"],
-                   group.number in paper["significant"], comparison, verdict, reason)
+        verdict, reason = DISAGREE, f"Holm p < {ALPHA}, on the other side"
+    return Verdict(claim, group.key, int(group.number), comparison, verdict, reason)
+
+
+def _with_texts(task: str, items: TaskItems, texts: dict[str, list[tuple[str, str]] | None]) -> TaskItems:
+    """STS items without recorded texts get them from the bundled suite, where the task is one of its own."""
+    if items.category != "sts" or items.texts is not None:
+        return items
+    if task not in texts:
+        texts[task] = suite_pair_texts(task)
+    return items if texts[task] is None else items.with_texts(texts[task])
 
 
 # ------------------------------------------------------------------------------------------------ analyse
@@ -168,24 +194,29 @@ def replicates_for(comparisons: int) -> int:
     return max(N_BOOTSTRAP, math.ceil(4 * comparisons / ALPHA))
 
 
-def analyse(results: dict[str, Any] | str | Path, items_dir: str | Path | None = None, *, reference: str = "1",
+def analyse(results: StudyResults, items_dir: str | Path | None = None, *, reference: str = "1",
             n_boot: int | None = None, seed: int = BOOTSTRAP_SEED) -> StudyAnalysis:
-    """Everything the report concludes, from results.json and the items files under `items_dir/<run>/`.
+    """Everything the report concludes, from the results and the items files under `items_dir/<run>/`.
 
-    `items_dir` defaults to the `items` folder beside a results.json path; runs or tasks without items files get
-    no interval (their comparisons are None) and are listed in `missing_items`. `n_boot` defaults to
-    `replicates_for(m)` for the study's m design x category comparisons.
+    `items_dir` defaults to the `items` folder beside the results.json the results were read from; runs or tasks
+    without items files get no interval (their comparisons are None) and are listed in `missing_items`. `n_boot`
+    defaults to `replicates_for(m)` for the study's m design x category comparisons. `reference` names a design
+    (a group); the score tables compare with its first run.
     """
-    if items_dir is None and isinstance(results, (str, Path)):
-        items_dir = Path(results).parent / ITEMS_DIR
-    results = load_results(results)
-    runs = results["runs"]
-    categories = tasks_by_category(results)
-    conv = {key: convergence((run.get("train") or {}).get("loss_history") or []) if run.get("trained", True)
-            else None for key, run in runs.items()}
-    groups = _groups(results, categories, conv)
+    if items_dir is None and results.source is not None:
+        items_dir = results.source.parent / ITEMS_DIR
+    runs = results.runs
+    reference_run = reference if reference in runs else next(
+        (k for k in results.run_order() if runs[k].group == reference), reference)
+    table = compare(results, reference_run)
+    categories = results.tasks_by_category()
+    conv = {key: convergence(run.train.loss_history if run.train else []) if run.trained else None
+            for key, run in runs.items()}
+    groups = _groups(results, table, conv)
     loaded = {key: (load_run_items(Path(items_dir) / key) if items_dir is not None else {}) for key in runs}
-    missing = {key: sorted(t for t, v in (run.get("scores") or {}).items() if v is not None and t not in loaded[key])
+    texts: dict[str, list[tuple[str, str]] | None] = {}
+    loaded = {key: {t: _with_texts(t, items, texts) for t, items in found.items()} for key, found in loaded.items()}
+    missing = {key: sorted(t for t, v in run.scores.items() if v is not None and t not in loaded[key])
                for key, run in runs.items()}
     missing = {k: v for k, v in missing.items() if v}
     ref = reference if reference in groups else None
@@ -199,15 +230,21 @@ def analyse(results: dict[str, Any] | str | Path, items_dir: str | Path | None =
     by_task = {g: {t: boot.compare(g, ref, [t]) for tasks in categories.values() for t in tasks} for g in compared}
     by_category = with_holm(by_category)
     verdicts = []
-    if ref is not None and groups[ref].number == 1:
-        for category in PAPER_DELTAS:
+    if ref is not None and groups[ref].number == REFERENCE_DESIGN:
+        for category, claim in PAPER_DELTAS.items():
             if category not in categories:
                 continue
-            for g in sorted((g for g in compared if groups[g].number in (2, 3, 4, 5)), key=lambda g: groups[g].number):
-                verdicts.append(_verdict(category, groups[g], groups[ref], by_category[g][category]))
-    return StudyAnalysis(ref, groups, conv, by_category, by_task, verdicts, n_boot, seed, missing)
+            claimed = (g for g in compared if groups[g].number in CLAIMED_DESIGNS)
+            for g in sorted(claimed, key=lambda g: groups[g].number):
+                verdicts.append(_verdict(claim, groups[g], groups[ref], by_category[g][category]))
+    schemes = {t: scheme for t in (t for tasks in categories.values() for t in tasks)
+               if (scheme := boot.scheme(t)) is not None}
+    draws = {}
+    for found in loaded.values():
+        for t, items in found.items():
+            if items.category == "classification":
+                draws[t] = min(draws.get(t, items.n_draws), items.n_draws)
+    return StudyAnalysis(table, ref, groups, conv, by_category, by_task, verdicts, n_boot, seed, missing, schemes,
+                         dict(sorted(draws.items())))
 
 
-def significant(comparison: Comparison | None) -> bool:
-    """Holm-adjusted p below ALPHA."""
-    return comparison is not None and comparison.p_holm is not None and comparison.p_holm < ALPHA

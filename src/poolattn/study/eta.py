@@ -21,8 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from poolattn.config import merge
+from poolattn.config import Config, merge
+from poolattn.evaluation.baselines import RandomEncoder
+from poolattn.evaluation.run import evaluate
+from poolattn.model import Embedder
+from poolattn.speed import time_encode, time_train_steps
 from poolattn.study.plan import StudyPlan, expand_tasks
+from poolattn.training.recipe import batch_sampler, planned_steps
+from poolattn.training.run import load_training_data, split_holdout
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +74,6 @@ class _RecordingEncoder:
     """Random unit vectors (the suite's negative control), keeping every text and instruction asked for."""
 
     def __init__(self, dim: int) -> None:
-        from poolattn.evaluation.baselines import RandomEncoder
-
         self.inner = RandomEncoder(dim=dim)
         self.calls: list[tuple[str, str | None]] = []
 
@@ -86,15 +90,12 @@ class _RecordingEncoder:
         return self.inner.encode(texts)
 
 
-def _planned_steps(plan: StudyPlan, run_config) -> int:
-    train = run_config.train
-    if train.max_steps > 0:
-        return train.max_steps
-    from poolattn.training.run import load_training_data
-
-    records = train.per_device_train_batch_size * train.gradient_accumulation_steps
-    count = len(load_training_data(run_config)) - run_config.data.holdout
-    return math.ceil(count / records) * math.ceil(train.num_train_epochs)
+def _planned_steps(run_config: Config) -> int:
+    """The optimizer steps `train` will take: max_steps, or epochs of the recipe's batches over the training part."""
+    if run_config.train.max_steps > 0:
+        return run_config.train.max_steps
+    dataset, _ = split_holdout(load_training_data(run_config), run_config.data.holdout, run_config.data.max_records)
+    return planned_steps(run_config, len(batch_sampler(run_config, dataset)))
 
 
 def _holdout_encodes(run_config, steps: int) -> int:
@@ -111,7 +112,7 @@ def estimate(plan: StudyPlan, calibration: Calibration) -> Estimate:
     train, eval_ = {}, {}
     for run in plan.runs:
         if run.trained:
-            steps = _planned_steps(plan, run.config)
+            steps = _planned_steps(run.config)
             train[run.key] = steps * calibration.step_seconds[run.key] + _holdout_encodes(run.config, steps) * per_text
         eval_[run.key] = evaluation
     return Estimate(train, eval_)
@@ -123,8 +124,6 @@ def evaluation_texts(plan: StudyPlan, dim: int) -> tuple[list[tuple[str, str | N
     mteb runs the tasks once with random unit vectors for an encoder: its own work (loading, classifier fits,
     scoring) is timed, and the texts it asks for are recorded instead of encoded.
     """
-    from poolattn.evaluation import evaluate
-
     recorder = _RecordingEncoder(dim)
     start = time.perf_counter()
     evaluate(recorder, expand_tasks(plan.tasks), None, batch_size=plan.runs[0].config.eval.batch_size,
@@ -138,9 +137,6 @@ def calibrate(plan: StudyPlan, *, steps: int = 1, encode_sample: int = ENCODE_SA
     Only the first design gets an untimed warm-up step (kernel selection and allocator growth happen once per
     process): on a CPU where a step takes seconds, that keeps the calibration near one step per design.
     """
-    from poolattn.model import Embedder
-    from poolattn.speed import time_encode, time_train_steps
-
     start = time.perf_counter()
     step_seconds = {}
     for run in plan.runs:

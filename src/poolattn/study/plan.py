@@ -85,6 +85,7 @@ def expand_tasks(names: list[str]) -> list[str]:
     """'suite' and category names become the offline suite's task names; other names pass through."""
     if not any(n == "suite" or n in _categories() for n in names):
         return list(names)
+    # lazy: evaluation.tasks imports mteb (~6 s), which a plan of named tasks does not need
     from poolattn.evaluation.tasks import list_offline_tasks
 
     suite = list_offline_tasks()
@@ -171,7 +172,7 @@ def describe(plan: StudyPlan) -> str:
         if name == "bf16" and value is None:
             value = f"auto ({BF16_UNSET})"
         lines.append(f"  {name}={value}")
-    lines += [f"  contrastive batch per step = {train.per_device_train_batch_size * train.gradient_accumulation_steps}"
+    lines += [f"  contrastive batch per step = {train.local_batch}"
               " x processes", "evaluation:", f"  batch_size={c.eval.batch_size} dtype={c.eval.dtype}"]
     tasks = expand_tasks(plan.tasks)
     lines.append(f"tasks ({len(tasks)}): {', '.join(tasks)}")

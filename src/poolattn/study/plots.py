@@ -1,4 +1,4 @@
-"""The report's figures: category means, deltas against the reference, and training loss curves.
+"""The report's figures: category means, deltas with their intervals against the reference, training loss curves.
 
 Figures are drawn on `matplotlib.figure.Figure` with the Agg canvas attached inside each function, never through
 `pyplot`: that leaves the process-wide backend and pyplot's figure registry alone (a study running inside a notebook
@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from poolattn.study.analysis import ALPHA, StudyAnalysis, significant
+from poolattn.study.results import StudyResults
 from poolattn.study.stats import StudyStats
 
 logger = logging.getLogger(__name__)
@@ -87,57 +88,12 @@ def plot_category_scores(stats: StudyStats, path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_deltas(stats: StudyStats, path: Path) -> Path | None:
-    """Bars of each trained run's category delta vs the reference; '*' marks p < alpha, pale bars were untestable.
-
-    Untrained runs are left out: their deltas are an order of magnitude larger and would flatten the designs'.
-    Returns None when there is no reference or nothing to compare.
-    """
-    reference = stats.reference
-    keys = [k for k in stats.run_order if k != reference and stats.runs[k].trained]
-    if reference is None or not keys:
-        return None
-    colors = run_colors(stats)
-    cats = list(stats.categories.values())
-    fig = _figure(max(8.0, 1.3 * len(cats) + 2.5), 4.6)
-    ax = fig.add_subplot()
-    width = 0.8 / len(keys)
-    x = np.arange(len(cats))
-    span = max((abs(c.runs[k].delta or 0.0) for c in cats for k in keys), default=0.0) or 0.01
-    for i, key in enumerate(keys):
-        for j, cat in enumerate(cats):
-            cell = cat.runs[key]
-            if cell.delta is None:
-                continue
-            pos = x[j] - 0.4 + width * (i + 0.5)
-            ax.bar(pos, cell.delta, width * 0.92, color=colors[key], alpha=1.0 if cell.testable else 0.45)
-            if cell.significant:
-                offset = 0.03 * span if cell.delta >= 0 else -0.03 * span
-                ax.text(pos, cell.delta + offset, "*", ha="center", va="bottom" if offset > 0 else "top",
-                        fontsize=14, fontweight="bold")
-    ax.axhline(0, color="#374151", linewidth=0.9)
-    ax.set_xticks(x, [c.title for c in cats])
-    ax.set_ylim(-span * 1.25, span * 1.25)
-    ref_label = stats.runs[reference].label
-    ax.set_ylabel("Δ mean main score")
-    ax.set_title(f"Change against {ref_label} (* p < {stats.alpha}; pale bars: too few datasets to test)")
-    _style(ax)
-    from matplotlib.patches import Patch
-
-    handles = [Patch(color=colors[k], label=stats.runs[k].label) for k in keys]  # full color, not pale
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=min(len(keys), 4),
-              frameon=False, fontsize=9)
-    return _save(fig, path)
-
-
-def plot_delta_intervals(analysis, stats: StudyStats, path: Path) -> Path | None:
+def plot_delta_intervals(analysis: StudyAnalysis, path: Path) -> Path | None:
     """Each design's category delta vs the reference with its bootstrap interval as an error bar; '*': Holm p < alpha.
 
-    `analysis` is a `StudyAnalysis` (analysis.py). Designs with several seeds are one bar each (all seeds
-    together). Returns None when nothing was compared.
+    Designs with several seeds are one bar each (all seeds together). Returns None when nothing was compared.
     """
-    from poolattn.study.analysis import significant
-
+    stats = analysis.table
     groups = [g for g, cells in analysis.comparisons.items() if any(cells.values())]
     if analysis.reference is None or not groups:
         return None
@@ -157,7 +113,7 @@ def plot_delta_intervals(analysis, stats: StudyStats, path: Path) -> Path | None
                 continue
             pos = x[j] - 0.4 + width * (i + 0.5)
             err = [[cell.delta - cell.ci95[0]], [cell.ci95[1] - cell.delta]]
-            ax.bar(pos, cell.delta, width * 0.92, color=color, alpha=1.0 if cell.excludes_zero else 0.45)
+            ax.bar(pos, cell.delta, width * 0.92, color=color, alpha=1.0 if significant(cell) else 0.45)
             ax.errorbar(pos, cell.delta, yerr=err, color="#1f2328", linewidth=1.0, capsize=2.5)
             if significant(cell):
                 top = cell.ci95[1] if cell.delta >= 0 else cell.ci95[0]
@@ -169,7 +125,7 @@ def plot_delta_intervals(analysis, stats: StudyStats, path: Path) -> Path | None
     ax.set_ylim(-span * 1.25, span * 1.25)
     ax.set_ylabel("Δ mean main score")
     ax.set_title(f"Δ vs {analysis.groups[analysis.reference].label}, 95% bootstrap intervals "
-                 f"(* Holm p < {stats.alpha}; pale: contains 0)", fontsize=10)
+                 f"(* and solid: Holm p < {ALPHA}; pale: not)", fontsize=10)
     _style(ax)
     from matplotlib.patches import Patch
 
@@ -192,14 +148,14 @@ def _smooth(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def plot_training_loss(results: dict[str, Any], stats: StudyStats, path: Path, *,
+def plot_training_loss(results: StudyResults, stats: StudyStats, path: Path, *,
                        loss_name: str = "loss") -> Path | None:
     """Loss against step for every trained run: raw log faint, smoothed curve solid. None if no run logged loss."""
     colors = run_colors(stats)
     curves = []
     for key in stats.run_order:
-        history = ((results["runs"][key].get("train") or {}).get("loss_history")) or []
-        points = np.array([(s, v) for s, v in history if v is not None], dtype=float).reshape(-1, 2)
+        train = results.runs[key].train
+        points = np.array(train.losses if train else [], dtype=float).reshape(-1, 2)
         if len(points):
             curves.append((key, points))
     if not curves:

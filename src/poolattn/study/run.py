@@ -24,11 +24,20 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from poolattn import __version__
 from poolattn.config import merge
 from poolattn.errors import InputError
+from poolattn.evaluation.items import ITEMS_DIR
+from poolattn.evaluation.run import evaluate
+from poolattn.model import Embedder
+from poolattn.model.card import write_model_card
+from poolattn.study.analysis import analyse
+from poolattn.study.eta import calibrate, estimate
 from poolattn.study.plan import RunPlan, StudyPlan, expand_tasks
-from poolattn.training.identity import identity_differences, make_identity, read_identity
+from poolattn.study.report import write_report
+from poolattn.study.results import load_results
+from poolattn.training.identity import identity_differences, make_identity, read_identity, records_sha256
+from poolattn.training.run import SUMMARY, load_training_data, remove_run, split_holdout, train
+from poolattn.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -90,9 +99,6 @@ class StaleRunError(InputError):
 
 def study_data_sha256(plan: StudyPlan) -> str | None:
     """Hash of the training records the trained runs use (after the held-out split and max_records)."""
-    from poolattn.training.identity import records_sha256
-    from poolattn.training.run import load_training_data, split_holdout
-
     trained = [r for r in plan.runs if r.trained]
     if not trained:
         return None
@@ -115,8 +121,6 @@ def check_reusable(plan: StudyPlan, identities: dict[str, dict[str, Any]]) -> No
     Raises:
         StaleRunError: one or more runs were made with other settings, data or poolattn version.
     """
-    from poolattn.training.run import SUMMARY
-
     stale = []
     for run in plan.runs:
         run_file = run.folder / RUN_FILE
@@ -141,8 +145,6 @@ def check_reusable(plan: StudyPlan, identities: dict[str, dict[str, Any]]) -> No
 
 
 def _train_run(run: RunPlan, force: bool) -> dict[str, Any]:
-    from poolattn.training.run import SUMMARY, remove_run, train
-
     config = run.config
     summary_file = run.model_dir / SUMMARY
     if summary_file.is_file() and not force:
@@ -170,9 +172,6 @@ def _train_run(run: RunPlan, force: bool) -> dict[str, Any]:
 
 def _evaluate_run(run: RunPlan, tasks: list[str], progress: bool,
                   items_dir: Path | None = None) -> tuple[dict[str, Any], float]:
-    from poolattn.evaluation import evaluate
-    from poolattn.model import Embedder
-
     eval_dtype = run.config.eval.dtype
     if run.trained:
         # the backbone and trust come from this study's config (the caller), not from the folder being loaded
@@ -184,8 +183,6 @@ def _evaluate_run(run: RunPlan, tasks: list[str], progress: bool,
     results = evaluate(model, tasks, run.eval_dir, batch_size=run.config.eval.batch_size, show_progress=progress,
                        model_name=f"poolattn-{run.key}", items_dir=items_dir)
     if run.trained:
-        from poolattn.card import write_model_card
-
         write_model_card(run.model_dir)  # the scores join the trained model's card
     return results, time.perf_counter() - start
 
@@ -207,8 +204,6 @@ def train_designs(plan: StudyPlan, *, force: bool = False) -> None:
 
 def _calibrated_prior(plan: StudyPlan) -> dict[str, float]:
     """Mean seconds of a training and of an evaluation phase, from a short calibration (study/eta.py)."""
-    from poolattn.study.eta import calibrate, estimate
-
     guess = estimate(plan, calibrate(plan))
     logger.info("estimated study time on this machine: %d min (training %.0f min, evaluation %.0f min)",
                 guess.minutes, guess.train_total / 60, guess.eval_total / 60)
@@ -233,10 +228,6 @@ def run_study(plan: StudyPlan, *, force: bool = False, progress: bool = True, ca
     `calibrate` times a few training steps and encode batches first, so the progress bar shows the remaining
     time from the start instead of after the first run of each kind.
     """
-    from poolattn.evaluation.items import ITEMS_DIR
-    from poolattn.study.analysis import analyse
-    from poolattn.study.report import write_report
-
     out = plan.output_dir
     data_sha256 = study_data_sha256(plan)
     identities = {run.key: expected_identity(run, data_sha256) for run in plan.runs}
@@ -295,8 +286,9 @@ def run_study(plan: StudyPlan, *, force: bool = False, progress: bool = True, ca
     bar.close()
     # nothing left to do: this invocation only re-reports, and the study finished when it last did work
     results["study"]["finished"] = _now() if pending or not earlier.get("finished") else earlier["finished"]
-    analysis = analyse(results, out / ITEMS_DIR)  # intervals from the items files: results.json keeps them
+    loaded = load_results(results)
+    analysis = analyse(loaded, out / ITEMS_DIR)  # intervals from the items files: results.json keeps them
     results.update(analysis.results_fields())
     _write_json(out / RESULTS_FILE, results)
-    write_report(results, out, analysis=analysis)
+    write_report(loaded, out, analysis=analysis)
     return out / RESULTS_FILE

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from poolattn import __version__
+from poolattn.version import __version__
 from poolattn.config import Config
 from poolattn.data.records import Record
 

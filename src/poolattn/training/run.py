@@ -17,10 +17,14 @@ import yaml
 from poolattn.config import Config
 from poolattn.data.collator import TripletCollator
 from poolattn.data.records import TripleDataset, bundled_training_set, handle_duplicates, load_file, load_hf_dataset
-from poolattn.data.sampler import SourceBatchSampler
 from poolattn.errors import InputError, InputNotFoundError, OutputPathError
-from poolattn.losses import ContrastiveStep, build_loss
+from poolattn.model import Embedder
+from poolattn.model.card import write_model_card
+from poolattn.training.callbacks import HoldoutCallback
 from poolattn.training.identity import identity_differences, make_identity, read_identity, records_sha256, write_identity
+from poolattn.training.recipe import batch_sampler, build_step, contrastive_batch, training_precision
+from poolattn.training.trainer import PoolattnTrainer, to_training_arguments
+from poolattn.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -179,8 +183,6 @@ def prepare_output_dir(config: Config) -> Path:
 
     Call it on the main process only, after the data and config are validated (a broken dataset deletes nothing).
     """
-    from poolattn import __version__
-
     out = Path(config.train.output_dir)
     if check_output_dir(config):
         remove_run(out)
@@ -210,46 +212,6 @@ def check_resume_identity(out: Path, identity: dict[str, Any]) -> None:
         )
 
 
-def build_step(config: Config, collate) -> ContrastiveStep:
-    """The loss path: GradCache when the per-device contrastive batch is larger than one forward chunk (or as set)."""
-    train, loss = config.train, config.loss
-    local_batch = train.per_device_train_batch_size * train.gradient_accumulation_steps
-    chunk = loss.grad_cache_chunk_size or train.per_device_train_batch_size
-    group = train.per_device_train_batch_size if loss.contrastive_batch == "per_device" else None
-    grad_cache = loss.grad_cache if loss.grad_cache is not None else local_batch > chunk
-    return ContrastiveStep(
-        build_loss(loss.name, scale=loss.scale), chunk_size=chunk, grad_cache=grad_cache,
-        group_size=group, collate=collate,
-    )
-
-
-def training_precision(config: Config) -> tuple[str, bool]:
-    """(backbone weights dtype, bfloat16 autocast on?) for training `config` on this machine.
-
-    `model.dtype: auto` is measured for training (forward and backward), which may choose differently from
-    encoding. `train.bf16` unset follows the weights: autocast exactly when they are bfloat16, so the float32
-    LoRA products run in bfloat16 too; an `auto` that resolves to float32 trains wholly in float32.
-    """
-    from poolattn.backbone import offline
-    from poolattn.backbone.load import default_device, resolve_dtype
-
-    location = offline.resolve(config.model.backbone)
-    dtype = resolve_dtype(config.model.dtype, default_device(), location=location, purpose="train",
-                          trust_remote_code=config.model.trust_remote_code)
-    name = str(dtype).removeprefix("torch.")
-    autocast = config.train.bf16 if config.train.bf16 is not None else dtype == torch.bfloat16
-    return name, bool(autocast)
-
-
-def batch_sampler(config: Config, dataset: TripleDataset) -> SourceBatchSampler:
-    """The training order: seeded batches of per-device x accumulation records, one source each when configured."""
-    return SourceBatchSampler(
-        dataset.sources if len(dataset.sources) == len(dataset) else [None] * len(dataset),
-        config.train.per_device_train_batch_size * config.train.gradient_accumulation_steps,
-        seed=config.train.seed, same_source=config.data.same_source_batches,
-    )
-
-
 def _same_on_every_rank(value: Any) -> Any:
     """Rank 0's `value` on every process: a measured choice (such as dtype auto's) must not differ between ranks."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
@@ -261,10 +223,6 @@ def _same_on_every_rank(value: Any) -> Any:
 
 def train(config: Config, *, callbacks: list | None = None) -> TrainResult:
     """Train `config.model` on `config.data` with `config.loss` and `config.train`; save to train.output_dir."""
-    from poolattn.model import Embedder
-    from poolattn.training.callbacks import HoldoutCallback
-    from poolattn.training.trainer import PoolattnTrainer, to_training_arguments
-
     start = time.perf_counter()
     resume = config.train.resume_from_checkpoint
     args = to_training_arguments(config)
@@ -285,8 +243,7 @@ def train(config: Config, *, callbacks: list | None = None) -> TrainResult:
         model.backbone.get_base_model().set_attn_implementation(config.train.attn_implementation)
     counts = model.parameter_counts()
     world = args.world_size
-    contrastive = (config.train.per_device_train_batch_size if config.loss.contrastive_batch == "per_device"
-                   else config.train.per_device_train_batch_size * config.train.gradient_accumulation_steps * world)
+    contrastive = contrastive_batch(config, world)
     step = build_step(config, model.text_tokenizer.collate)
     logger.info(
         "training %s on %d records: contrastive batch %d (%s), chunks of %d records%s, loss scale %g; "
@@ -338,8 +295,6 @@ def train(config: Config, *, callbacks: list | None = None) -> TrainResult:
                    "data_sha256": identity["data_sha256"], "poolattn_version": identity["poolattn_version"],
                    "log_history": trainer.state.log_history}
         (out / SUMMARY).write_text(json.dumps(summary, indent=2, default=str) + "\n")
-        from poolattn.card import write_model_card
-
         write_model_card(out)  # again, now with the run's data, steps and held-out check
     if dataset.report.skipped:
         logger.warning("%s", dataset.report.summary())

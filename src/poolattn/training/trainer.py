@@ -8,13 +8,15 @@ What changes and why:
 - the save hook writes `Embedder.save` folders, so every checkpoint loads with `Embedder.load`; checkpoints are
   written into a staging folder and renamed into place, so a run killed while saving leaves the previous one intact.
 - resume loads our adapter + head weights back into the live model.
-Everything else (optimizer, schedule, logging, DDP/DeepSpeed through accelerate, save_total_limit) is the Trainer's.
+- the optimizer and learning-rate schedule come from the training recipe (training/recipe.py): the Trainer's own
+  rule (AdamW, no weight decay on biases and norms, `lr_scheduler_type` with warmup), built where the timing in
+  speed.py builds it too.
+Everything else (logging, DDP/DeepSpeed through accelerate, save_total_limit) is the Trainer's.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
 import time
@@ -31,10 +33,11 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from poolattn.config import Config, ConfigError
 from poolattn.data.sampler import SourceBatchSampler
 from poolattn.errors import InputError, InputNotFoundError
-from poolattn.losses import ContrastiveStep, NonFiniteLossError
+from poolattn.training.step import ContrastiveStep, NonFiniteLossError
 from poolattn.losses.gather import world_size
 from poolattn.model import ADAPTER_DIR, POOLER_FILE
 from poolattn.training.callbacks import PoolattnTensorBoardCallback
+from poolattn.training.recipe import build_optimizer, build_scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +50,7 @@ def to_training_arguments(config: Config, **overrides: Any) -> TrainingArguments
     use_cpu = not torch.cuda.is_available()
     kwargs: dict[str, Any] = dict(
         output_dir=train.output_dir,
-        per_device_train_batch_size=train.per_device_train_batch_size * train.gradient_accumulation_steps,
+        per_device_train_batch_size=train.local_batch,
         per_device_eval_batch_size=train.per_device_eval_batch_size,
         gradient_accumulation_steps=1,
         learning_rate=train.learning_rate,
@@ -131,6 +134,19 @@ class PoolattnTrainer(Trainer):
         )
         return self.accelerator.prepare(loader)
 
+    # ------------------------------------------------------------------------------------------ recipe
+    def create_optimizer(self, model=None) -> torch.optim.Optimizer:
+        # the recipe's optimizer (training/recipe.py), which the timing in speed.py builds too
+        if self.optimizer is None:
+            self.optimizer = build_optimizer(self.model if model is None else model, self.args)
+        return self.optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
+        if self.lr_scheduler is None:
+            self.lr_scheduler = build_scheduler(optimizer or self.optimizer, self.args, num_training_steps)
+            self._created_lr_scheduler = True  # what Trainer.create_scheduler sets: the Trainer may rebuild it
+        return self.lr_scheduler
+
     # ------------------------------------------------------------------------------------------ loss
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         try:
@@ -209,7 +225,3 @@ class PoolattnTrainer(Trainer):
         if pooler.is_file():
             embedder.pooler.load_state_dict(load_file(str(pooler)))
         logger.info("resumed weights from %s", folder)
-
-
-def steps_per_epoch(dataset_size: int, records_per_step: int) -> int:
-    return max(1, math.ceil(dataset_size / records_per_step))

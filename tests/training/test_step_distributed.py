@@ -17,7 +17,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from poolattn.data.collator import TripletCollator
-from tests.losses.test_grad_cache import RECORDS_WITH_COPY, assert_same_gradients, grads_of, make_model, make_step
+from tests.training.test_step import RECORDS_WITH_COPY, assert_same_gradients, grads_of, make_model, make_step
 
 MODES = {"plain": dict(chunk=5, grad_cache=False), "grad_cache": dict(chunk=2, grad_cache=True)}
 

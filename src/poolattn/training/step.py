@@ -20,7 +20,6 @@ so DDP all-reduces and DeepSpeed reduces exactly once per step, as after any sin
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +29,8 @@ from torch import Tensor, nn
 
 from poolattn.errors import UsageError
 from poolattn.features import Tokenized
-from poolattn.losses.gather import gather_with_local_grad, rank, world_size
+from poolattn.losses.gather import world_size
+from poolattn.losses.global_batch import global_batch_loss, text_keys
 
 
 class NonFiniteLossError(UsageError, FloatingPointError):
@@ -75,17 +75,6 @@ def _rng_state() -> tuple[Tensor, list[Tensor] | None]:
     return torch.get_rng_state(), (torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
 
 
-def text_keys(texts: Sequence[Tokenized], device: torch.device) -> Tensor:
-    """(N,) int64: one key per text, equal exactly when the token ids are equal, the same on every process.
-
-    Token ids, not strings: the model cannot tell apart two texts that tokenise (and truncate) the same way.
-    Python's `hash` is salted per process, so a keyed digest of the ids is used instead.
-    """
-    keys = [int.from_bytes(hashlib.blake2b(",".join(map(str, t.ids)).encode(), digest_size=8).digest(), "little",
-                           signed=True) for t in texts]
-    return torch.tensor(keys, dtype=torch.long, device=device)
-
-
 def _unwrap(model: nn.Module) -> nn.Module:
     """The module under DDP / DeepSpeed wrappers (both keep it in `.module`)."""
     while hasattr(model, "module") and isinstance(model.module, nn.Module):
@@ -97,10 +86,10 @@ class ContrastiveStep:
     """Embeds a batch of (query, positive, negatives) and returns the loss over the global contrastive batch.
 
     `loss` is any module taking (queries, documents, labels, query_groups, document_groups, document_keys=...)
-    such as `InfoNCELoss`; `document_keys` identify each document's text (`text_keys`), gathered across processes
-    like the embeddings, so a copy of a query's positive is never its negative, whichever device holds it. `chunk_size` is the number of records' texts per forward pass. `group_size` (records) turns on
-    the paper's per-device softmax: each group of `group_size` consecutive records on a device is its own
-    contrastive batch.
+    such as `InfoNCELoss`; the step embeds, and `losses.global_batch_loss` gathers the embeddings and document
+    keys across processes and calls it. `chunk_size` is the number of records' texts per forward pass.
+    `group_size` (records) turns on the paper's per-device softmax: each group of `group_size` consecutive records
+    on a device is its own contrastive batch.
     """
 
     def __init__(
@@ -132,27 +121,6 @@ class ContrastiveStep:
         features = {k: v.to(device) for k, v in self.collate([texts[i] for i in rows]).items()}
         return module(**features)
 
-    def _global_loss(
-        self, reps: Tensor, n_queries: int, negative_owner: Tensor, keys: Tensor
-    ) -> tuple[Tensor, int, int]:
-        """Loss over every process's batch; `reps` = [queries; positives; negatives] of this process, `keys` the
-        documents' text keys ([positives; negatives])."""
-        queries = gather_with_local_grad(reps[:n_queries])
-        positives = gather_with_local_grad(reps[n_queries : 2 * n_queries])
-        negatives = gather_with_local_grad(reps[2 * n_queries :])
-        documents = torch.cat([positives, negatives])
-        document_keys = torch.cat([gather_with_local_grad(keys[:n_queries]), gather_with_local_grad(keys[n_queries:])])
-        labels = torch.arange(queries.shape[0], device=reps.device)
-        query_groups = document_groups = None
-        if self.group_size is not None:
-            local = torch.arange(n_queries, device=reps.device) // self.group_size + rank() * (n_queries + 1)
-            query_groups = gather_with_local_grad(local)
-            negative_groups = gather_with_local_grad(local[negative_owner])
-            document_groups = torch.cat([query_groups, negative_groups])
-        loss = self.loss(queries, documents, labels, query_groups, document_groups, document_keys=document_keys)
-        group = self.group_size if self.group_size is not None else queries.shape[0]
-        return loss, group, documents.shape[0]
-
     # --------------------------------------------------------------------------------------------- step
     def __call__(self, model: nn.Module, batch: dict, *, skip_nonfinite: bool = False) -> StepResult:
         queries, positives, negatives = batch["queries"], batch["positives"], batch["negatives"]
@@ -163,7 +131,7 @@ class ContrastiveStep:
         inner = _unwrap(model)
         device = self._device = next(inner.parameters()).device
         owner = torch.tensor(batch.get("negative_owner", []), dtype=torch.long, device=device)
-        keys = text_keys([*positives, *negatives], device)
+        keys = text_keys([t.ids for t in [*positives, *negatives]], device)
         chunks = self._chunks(texts, n)
         tokens = sum(len(t.ids) for t in texts)
         world = world_size()
@@ -174,7 +142,7 @@ class ContrastiveStep:
             embeddings = [self._embed(inner if k < len(chunks) - 1 else model, texts, c, device)
                           for k, c in enumerate(chunks)]
             reps = torch.cat(embeddings)[inverse]  # back to batch order, graph kept
-            loss, group, docs = self._global_loss(reps, n, owner, keys)
+            loss, group, docs = global_batch_loss(self.loss, reps, n, owner, keys, self.group_size)
             value = float(loss.detach())
             if not math.isfinite(value):
                 return self._non_finite(value, batch, skip_nonfinite, group, docs, tokens)
@@ -189,7 +157,7 @@ class ContrastiveStep:
                 states.append(_rng_state())
                 cached.append(self._embed(inner, texts, c, device))
         reps = torch.cat(cached)[inverse].detach().requires_grad_()
-        loss, group, docs = self._global_loss(reps, n, owner, keys)
+        loss, group, docs = global_batch_loss(self.loss, reps, n, owner, keys, self.group_size)
         value = float(loss.detach())
         if not math.isfinite(value):
             return self._non_finite(value, batch, skip_nonfinite, group, docs, tokens)

@@ -7,7 +7,7 @@ Two layouts, chosen by the pooling head:
   attention), `Pooling(pooling_mode="lasttoken")` and `Normalize`. The tokenizer gets a post-processor that
   appends EOS, so truncation keeps room for it exactly as poolattn does. It loads with
   `SentenceTransformer(out)`, no extra arguments, even without poolattn installed.
-- `latent`, `multilayer` and `mean` go through `poolattn.st_module.PoolattnModule`, which runs poolattn's own
+- `latent`, `multilayer` and `mean` go through `poolattn.model.st_module.PoolattnModule`, which runs poolattn's own
   tokenisation and forward. Mean pooling is not native because poolattn leaves instruction tokens out of the pool
   with a boundary taken from the joint tokenisation, while sentence-transformers' `include_prompt=False`
   counts the prompt tokenised alone, whose trailing space is a token of its own: the first text token would be
@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from poolattn.errors import InputError, OutputPathError
-from poolattn.model import DEFAULT_QUERY_INSTRUCTION, Embedder
+from poolattn.model.card import CARD_FILE, render
+from poolattn.model.embedder import DEFAULT_QUERY_INSTRUCTION, Embedder
+from poolattn.model.st_module import PoolattnModule
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +103,6 @@ def _native_modules(model: Embedder, work: Path) -> list[Any]:
 
 def _write_card(out: Path, meta_file: Path, source: Path | None) -> None:
     """The model card of the export: the source folder's training and evaluation records, loading with ST."""
-    from poolattn.card import CARD_FILE, render
-
     meta = json.loads(meta_file.read_text(encoding="utf-8"))
     folder = source if source is not None and (source / "poolattn.json").is_file() else out
     (out / CARD_FILE).write_text(render(folder, meta, export=out), encoding="utf-8")
@@ -126,8 +126,6 @@ def export_sentence_transformers(
         FileExistsError: `out` exists and is not empty (nothing is overwritten).
     """
     from sentence_transformers import SentenceTransformer
-
-    from poolattn.st_module import PoolattnModule
 
     out = Path(out)
     if out.exists() and any(out.iterdir()):

@@ -152,7 +152,7 @@ def render(folder: Path, meta: dict[str, Any], *, export: Path | None = None) ->
         ]
     if trust:
         lines += ["`trust_remote_code=True` lets sentence-transformers import the pooling module from the installed "
-                  "poolattn package (`poolattn.st_module.PoolattnModule`); the folder holds no code.", ""]
+                  "poolattn package (`poolattn.model.st_module.PoolattnModule`); the folder holds no code.", ""]
     return "\n".join(lines)
 
 

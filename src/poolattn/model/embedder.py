@@ -21,23 +21,21 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from poolattn import __version__
 from poolattn.backbone.load import add_lora, default_device, load_backbone, load_lora, load_tokenizer
 from poolattn.backbone.offline import resolve as resolve_backbone
-from poolattn.card import write_model_card
+from poolattn.backbone.prefix import PrefixCache
 from poolattn.config import Config, ModelConfig, merge
 from poolattn.designs import get_design
 from poolattn.errors import InputError, InputNotFoundError
 from poolattn.features import TextTokenizer, check_texts
+from poolattn.model.card import write_model_card
+from poolattn.model.folder import (ADAPTER_DIR, CONFIG_FILE, FORMAT_VERSION, MERGED_DIR, POOLER_FILE,
+                                   backbone_location, read_saved_model, refuse_code_hooks)
 from poolattn.pooling import BackboneDims, Pooler, build_pooler, pooler_class
+from poolattn.version import __version__
 
 logger = logging.getLogger(__name__)
 
-CONFIG_FILE = "poolattn.json"
-POOLER_FILE = "pooler.safetensors"
-ADAPTER_DIR = "adapter"
-MERGED_DIR = "backbone"
-FORMAT_VERSION = 1
 # What `encode_query` uses when no instruction is given (the E5 retrieval instruction).
 DEFAULT_QUERY_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
 CONVERT_TO = ("numpy", "torch")
@@ -124,6 +122,8 @@ class Embedder(nn.Module):
         )
         self._warned_truncation = False
         self._lora_merged = False  # set by merge_lora: the backbone's weights are no longer config.backbone's
+        # frozen-prefix cache (backbone/prefix.py); it checks on every batch whether it is exact for this model
+        self.prefix_cache = PrefixCache() if config.prefix_cache == "auto" else None
 
     # ------------------------------------------------------------------------------------- construction
     @classmethod
@@ -213,6 +213,18 @@ class Embedder(nn.Module):
         normalize: bool = True,
     ) -> Tensor:
         """(B, D) float32 embeddings of a tokenised batch: unit rows, or the raw pooled vectors (`normalize=False`)."""
+        pooled = None
+        if self.prefix_cache is not None:  # --- frozen-prefix cache hook: None where it is off (it logs why)
+            pooled = self.prefix_cache.pooled(self, input_ids, attention_mask, pool_mask, position_ids)
+        if pooled is None:
+            pooled = self._pooled_full(input_ids, attention_mask, pool_mask, position_ids)
+        with torch.autocast(device_type=input_ids.device.type, enabled=False):
+            return F.normalize(pooled, dim=-1) if normalize else pooled
+
+    def _pooled_full(
+        self, input_ids: Tensor, attention_mask: Tensor, pool_mask: Tensor, position_ids: Tensor | None
+    ) -> Tensor:
+        """(B, D) float32 pooled vectors from a pass through every layer."""
         all_layers = self.pooler.uses_all_layers
         out = self.backbone(
             input_ids=input_ids,
@@ -223,8 +235,7 @@ class Embedder(nn.Module):
         )
         hidden = tuple(out.hidden_states) if all_layers else (out.last_hidden_state,)
         with torch.autocast(device_type=input_ids.device.type, enabled=False):
-            pooled = self.pooler(hidden, pool_mask).float()
-            return F.normalize(pooled, dim=-1) if normalize else pooled
+            return self.pooler(hidden, pool_mask).float()
 
     def activation_checkpointing_enable(self, **kwargs: Any) -> None:
         """Recompute the backbone's activations in backward (called by the Trainer for --gradient_checkpointing)."""
@@ -409,7 +420,7 @@ class Embedder(nn.Module):
     ) -> Embedder:
         """Rebuild a saved model: same backbone, adapters, head and tokenizer, hence the same embeddings.
 
-        Loading runs no code from the folder and reads no weights outside it (see `model_folder`): a folder that
+        Loading runs no code from the folder and reads no weights outside it (see `model.folder`): a folder that
         asks for `trust_remote_code` is refused unless the caller passes `trust_remote_code=True`, and a backbone
         recorded as a local path is loaded only when the caller names it again as `backbone`.
 
@@ -429,8 +440,6 @@ class Embedder(nn.Module):
             ValueError: poolattn.json breaks its schema (unknown key, wrong type, size out of bounds).
             PermissionError: the folder asks for code or a local backbone the caller did not allow.
         """
-        from poolattn.model_folder import backbone_location, read_saved_model, refuse_code_hooks
-
         path = Path(path)
         saved = read_saved_model(path, trust_remote_code=trust_remote_code)
         refuse_code_hooks(path, trust_remote_code=trust_remote_code)

@@ -9,7 +9,8 @@ from poolattn.config import LoraConfig, ModelConfig, PoolingConfig
 from poolattn.data.collator import TripletCollator
 from poolattn.data.records import Record
 from poolattn.designs import get_design
-from poolattn.losses import ContrastiveStep, InfoNCELoss, NonFiniteLossError
+from poolattn.losses import InfoNCELoss
+from poolattn.training.step import ContrastiveStep, NonFiniteLossError
 from poolattn.model import Embedder
 
 RECORDS = [

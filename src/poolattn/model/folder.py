@@ -25,6 +25,14 @@ from typing import Any
 from poolattn.backbone import offline
 from poolattn.config import HEAD_INITS, SIZE_LIMITS, ConfigError, ModelConfig, from_dict
 from poolattn.errors import InputError, InputNotFoundError, UnsafeModelError
+from poolattn.pooling import pooler_class
+
+# The files of a saved model folder (Embedder.save writes them) and the version of poolattn.json's schema.
+CONFIG_FILE = "poolattn.json"
+POOLER_FILE = "pooler.safetensors"
+ADAPTER_DIR = "adapter"
+MERGED_DIR = "backbone"
+FORMAT_VERSION = 1
 
 # The keys Embedder.save writes, and the JSON types they must have.
 TOP_LEVEL_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -91,8 +99,6 @@ def _check_types(cls: type, data: Any, where: str) -> None:
 
 
 def _check_pooler(section: Any, where: str) -> tuple[str, dict[str, Any]]:
-    from poolattn.pooling import pooler_class
-
     if not isinstance(section, dict) or not isinstance(section.get("name"), str):
         raise ConfigError(f"{where} must be {{'name': ..., 'args': {{...}}}}, got {section!r:.80}")
     unknown = sorted(set(section) - {"name", "args"})
@@ -135,8 +141,6 @@ def read_saved_model(path: Path, *, trust_remote_code: bool = False) -> SavedMod
             out of bounds (the message names the file and the key).
         UnsafeModelError: it asks for trust_remote_code while the caller did not.
     """
-    from poolattn.model import CONFIG_FILE, FORMAT_VERSION
-
     if not path.exists():
         raise InputNotFoundError(f"model folder {str(path)!r} does not exist")
     meta_file = path / CONFIG_FILE
@@ -213,8 +217,6 @@ def backbone_location(path: Path, config: ModelConfig, *, explicit: str | None =
         UnsafeModelError: poolattn.json names a local path (or backbone/ leads outside the folder) and the
             caller gave no explicit `backbone`.
     """
-    from poolattn.model import CONFIG_FILE, MERGED_DIR
-
     merged = path / MERGED_DIR
     if merged.exists():  # a merged model's weights are its own: an explicit backbone would not match them
         if not merged.is_dir() or not _inside(merged, path):

@@ -1,0 +1,101 @@
+"""The training recipe's parts, each built in one place: the contrastive step, the batch order, the precision, the
+optimizer and its schedule.
+
+`train` (run.py) hands them to the Trainer (`PoolattnTrainer` builds its optimizer and schedule here), and the
+timing that `poolattn doctor` and the study's ETA run (speed.py) uses the same parts without the Trainer, so a
+measured step is the step a run takes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+from transformers import Trainer, TrainingArguments, get_scheduler
+from transformers.trainer_pt_utils import get_parameter_names
+
+from poolattn.backbone import offline
+from poolattn.backbone.load import default_device, resolve_dtype
+from poolattn.config import Config
+from poolattn.data.records import TripleDataset
+from poolattn.data.sampler import SourceBatchSampler
+from poolattn.features import Tokenized
+from poolattn.losses import build_loss
+from poolattn.training.step import ContrastiveStep
+
+# Parameters left out of weight decay (transformers' Trainer rule): biases and normalisation weights.
+NO_DECAY = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
+
+
+def contrastive_batch(config: Config, world_size: int) -> int:
+    """Texts' records in one softmax: the per-device batch (the paper's code), or every process's whole batch."""
+    if config.loss.contrastive_batch == "per_device":
+        return config.train.per_device_train_batch_size
+    return config.train.local_batch * world_size
+
+
+def build_step(config: Config, collate: Callable[[Sequence[Tokenized]], dict[str, Tensor]]) -> ContrastiveStep:
+    """The loss path: GradCache when the per-device contrastive batch is larger than one forward chunk (or as set)."""
+    train, loss = config.train, config.loss
+    chunk = loss.grad_cache_chunk_size or train.per_device_train_batch_size
+    group = train.per_device_train_batch_size if loss.contrastive_batch == "per_device" else None
+    grad_cache = loss.grad_cache if loss.grad_cache is not None else train.local_batch > chunk
+    return ContrastiveStep(
+        build_loss(loss.name, scale=loss.scale), chunk_size=chunk, grad_cache=grad_cache,
+        group_size=group, collate=collate,
+    )
+
+
+def batch_sampler(config: Config, dataset: TripleDataset) -> SourceBatchSampler:
+    """The training order: seeded batches of per-device x accumulation records, one source each when configured."""
+    return SourceBatchSampler(
+        dataset.sources if len(dataset.sources) == len(dataset) else [None] * len(dataset),
+        config.train.local_batch, seed=config.train.seed, same_source=config.data.same_source_batches,
+    )
+
+
+def planned_steps(config: Config, batches_per_epoch: int) -> int:
+    """Optimizer steps of a run: `max_steps`, or epochs x batches per epoch rounded up, as the Trainer counts."""
+    if config.train.max_steps > 0:
+        return config.train.max_steps
+    return math.ceil(config.train.num_train_epochs * batches_per_epoch)
+
+
+def training_precision(config: Config) -> tuple[str, bool]:
+    """(backbone weights dtype, bfloat16 autocast on?) for training `config` on this machine.
+
+    `model.dtype: auto` is measured for training (forward and backward), which may choose differently from
+    encoding. `train.bf16` unset follows the weights: autocast exactly when they are bfloat16, so the float32
+    LoRA products run in bfloat16 too; an `auto` that resolves to float32 trains wholly in float32.
+    """
+    location = offline.resolve(config.model.backbone)
+    dtype = resolve_dtype(config.model.dtype, default_device(), location=location, purpose="train",
+                          trust_remote_code=config.model.trust_remote_code)
+    name = str(dtype).removeprefix("torch.")
+    autocast = config.train.bf16 if config.train.bf16 is not None else dtype == torch.bfloat16
+    return name, bool(autocast)
+
+
+def build_optimizer(model: nn.Module, args: TrainingArguments) -> torch.optim.Optimizer:
+    """The optimizer `args.optim` names (AdamW by default) over the trainable parameters; biases and norms get no
+    weight decay."""
+    decay = set(get_parameter_names(model, [nn.LayerNorm], NO_DECAY))
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for name, p in trainable if name in decay], "weight_decay": args.weight_decay},
+        {"params": [p for name, p in trainable if name not in decay], "weight_decay": 0.0},
+    ]
+    optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+    return optimizer_cls(groups, **kwargs)
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, args: TrainingArguments, num_training_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """The learning-rate schedule `args.lr_scheduler_type` names, with `args`' warmup, over `num_training_steps`."""
+    return get_scheduler(
+        args.lr_scheduler_type, optimizer=optimizer, num_warmup_steps=args.get_warmup_steps(num_training_steps),
+        num_training_steps=num_training_steps, scheduler_specific_kwargs=args.lr_scheduler_kwargs,
+    )
