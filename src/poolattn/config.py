@@ -26,6 +26,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
 CONTRASTIVE_BATCHES = ("global", "per_device")
 ON_BAD_RECORD = ("error", "skip")
+HEAD_INITS = ("paper", "residual")  # how a trainable pooling head starts (PoolingConfig.init)
 DEFAULT_INSTRUCTION_TEMPLATE = "Instruct: {instruction}\nQuery: "
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # Upper bounds on sizes: far above any real model (the paper's head: 768 latents, 32 heads of size 2048), low
@@ -88,10 +89,15 @@ class PoolingConfig:
     layers: list[int] | None = None
     # multilayer only: how one layer becomes one vector; "auto" = last token (causal) / masked mean (bidirectional)
     layer_summary: str = "auto"
+    # trainable heads: "paper" = the published random start; "residual" = start exactly at the head's fixed
+    # counterpart (masked mean of the last layer for latent, the last layer's summary for multilayer) and learn a
+    # zero-initialised correction on top of it
+    init: str = "paper"
 
     def __post_init__(self) -> None:
         _check_choice("pooling", "preset", self.preset, ("compact", "paper"))
         _check_choice("pooling", "layer_summary", self.layer_summary, ("auto", "last", "mean"))
+        _check_choice("pooling", "init", self.init, HEAD_INITS)
         for name in ("num_latents", "num_heads", "head_dim", "ff_mult"):
             _check_positive("pooling", name, getattr(self, name), allow_none=True)
         if self.layers is not None and (not self.layers or not all(isinstance(i, int) for i in self.layers)):
