@@ -17,7 +17,6 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -160,7 +159,7 @@ def calibrate(plan: StudyPlan, *, steps: int = 1, encode_sample: int = ENCODE_SA
 
 def describe_estimate(estimate_: Estimate) -> list[str]:
     """`key=value` lines for --dry-run: the whole in minutes (rounded up), its parts in seconds."""
-    out: dict[str, Any] = {
+    out: dict[str, object] = {
         "estimated_minutes": estimate_.minutes,
         "estimated_train_seconds": f"{estimate_.train_total:.2f}",
         "estimated_eval_seconds": f"{estimate_.eval_total:.2f}",

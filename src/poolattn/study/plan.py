@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from poolattn.config import BF16_UNSET, Config, merge
 from poolattn.designs import Design, get_design
@@ -57,13 +56,16 @@ class StudyPlan:
     tasks: list[str]
 
 
-def _flatten(data: dict[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
-    out: dict[tuple[str, ...], Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, prefix + (key,)))
+def _settings(config: Config) -> dict[tuple[str, ...], object]:
+    """Every leaf of a run's config tree by its path, e.g. ('train', 'learning_rate') -> 0.001."""
+    out: dict[tuple[str, ...], object] = {}
+    pending: list[tuple[tuple[str, ...], object]] = [((), config.to_dict())]
+    while pending:
+        prefix, node = pending.pop()
+        if isinstance(node, dict):
+            pending.extend((prefix + (str(key),), value) for key, value in node.items())
         else:
-            out[prefix + (key,)] = value
+            out[prefix] = node
     return out
 
 
@@ -72,9 +74,9 @@ def check_controlled(runs: list[RunPlan]) -> None:
     trained = [r for r in runs if r.trained]
     if len(trained) < 2:
         return
-    first = _flatten(trained[0].config.to_dict())
+    first = _settings(trained[0].config)
     for run in trained[1:]:
-        other = _flatten(run.config.to_dict())
+        other = _settings(run.config)
         allowed = DESIGN_KEYS | (SEED_KEYS if run.seed != trained[0].seed else set())
         differing = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k) and k not in allowed)
         if differing:
