@@ -26,6 +26,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
 CONTRASTIVE_BATCHES = ("global", "per_device")
 ON_BAD_RECORD = ("error", "skip")
+HEAD_INITS = ("paper", "residual")  # how a trainable pooling head starts (PoolingConfig.init)
 DEFAULT_INSTRUCTION_TEMPLATE = "Instruct: {instruction}\nQuery: "
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # Upper bounds on sizes: far above any real model (the paper's head: 768 latents, 32 heads of size 2048), low
@@ -88,10 +89,15 @@ class PoolingConfig:
     layers: list[int] | None = None
     # multilayer only: how one layer becomes one vector; "auto" = last token (causal) / masked mean (bidirectional)
     layer_summary: str = "auto"
+    # trainable heads: "paper" = the published random start; "residual" = start exactly at the head's fixed
+    # counterpart (masked mean of the last layer for latent, the last layer's summary for multilayer) and learn a
+    # zero-initialised correction on top of it
+    init: str = "paper"
 
     def __post_init__(self) -> None:
         _check_choice("pooling", "preset", self.preset, ("compact", "paper"))
         _check_choice("pooling", "layer_summary", self.layer_summary, ("auto", "last", "mean"))
+        _check_choice("pooling", "init", self.init, HEAD_INITS)
         for name in ("num_latents", "num_heads", "head_dim", "ff_mult"):
             _check_positive("pooling", name, getattr(self, name), allow_none=True)
         if self.layers is not None and (not self.layers or not all(isinstance(i, int) for i in self.layers)):
@@ -138,12 +144,16 @@ class ModelConfig:
     instruction_template: str = DEFAULT_INSTRUCTION_TEMPLATE
     trust_remote_code: bool = False
     seed: int = 0
+    # frozen-prefix cache (backbone/prefix.py): "auto" runs the layers below the first adapted one once per text
+    # wherever that is exact (it says so when it switches itself off); "off" always runs every layer
+    prefix_cache: str = "auto"
 
     def __post_init__(self) -> None:
         if not isinstance(self.backbone, str) or not self.backbone:
             raise ConfigError(f"model.backbone={self.backbone!r} must name a model (e.g. 'smollm2-135m') or a folder")
         _check_choice("model", "attention", self.attention, ATTENTION_MODES)
         _check_choice("model", "padding_side", self.padding_side, PADDING_SIDES)
+        _check_choice("model", "prefix_cache", self.prefix_cache, ("auto", "off"))
         self.dtype = dtype_name(self.dtype)
         _check_choice("model", "dtype", self.dtype, DTYPES)
         _check_choice("model", "attn_implementation", self.attn_implementation, ATTN_IMPLEMENTATIONS)

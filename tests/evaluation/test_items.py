@@ -171,3 +171,30 @@ def test_the_shipped_suite_saves_items_that_recompute_every_main_score(tmp_path)
     for name, result in results.items():
         tolerance = MTEB_ROUNDING if result["category"] in ("retrieval", "reranking") else 1e-12
         assert loaded[name].score() == pytest.approx(result["main_score"], abs=tolerance), name
+
+
+def test_weighted_scores_equal_the_scores_of_the_data_repeated_by_its_weights():
+    """STS Spearman, retrieval means and accuracy on item weights equal scipy / numpy on the repeated items."""
+    rng = np.random.default_rng(11)
+    gold, predicted = rng.integers(0, 5, 40).astype(float), rng.normal(size=40).round(1)  # ties on both sides
+    sts = _items("sts", "cosine_spearman", [{"id": str(i), "gold": g, "predicted": p, "texts": [f"a{i}", f"b{i}"]}
+                                             for i, (g, p) in enumerate(zip(gold, predicted))])
+    weights = rng.integers(0, 4, size=(6, 40)).astype(float)
+    expected = [spearmanr(np.repeat(gold, w.astype(int)), np.repeat(predicted, w.astype(int)))[0] for w in weights]
+    assert sts.score(weights=weights) == pytest.approx(expected, abs=1e-12)
+    retrieval = _items("retrieval", "ndcg_at_10", [{"id": str(i), "score": float(s)} for i, s in enumerate(predicted)])
+    assert retrieval.score(weights=weights) == pytest.approx(
+        [np.repeat(predicted, w.astype(int)).mean() for w in weights], abs=1e-12)
+
+
+def test_sts_items_record_their_texts(evaluated):
+    out, runs = evaluated
+    for name, result in runs["random"].items():
+        if result["category"] != "sts":
+            continue
+        items = json.loads((out / "random" / "items" / f"{name}.json").read_text())["items"]
+        assert all(len(item["texts"]) == 2 and all(isinstance(t, str) and t for t in item["texts"]) for item in items)
+        loaded = TaskItems.load(out / "random" / "items" / f"{name}.json")
+        same = [i for i in range(len(items)) for j in range(len(items))
+                if i < j and items[i]["texts"][0].casefold() == items[j]["texts"][0].casefold()]
+        assert all(loaded.texts[i, 0] in loaded.texts[:, 0][[k for k in range(len(items)) if k != i]] for i in same)

@@ -181,3 +181,52 @@ def test_holds_at_half_budget_compares_the_held_out_ordering_at_both_budgets(stu
     assert budget["5"]["holds_at_half_budget"] is None and budget["3"]["inadequate_runs"] == ["3"]  # no curve
     verdicts = analysis.to_json()["verdicts"]
     assert {v["holds_at_half_budget"] for v in verdicts if v["number"] == 2} == {False}
+
+
+def _comparison(ci95, p, p_holm, delta=None, n_replicates=2000):
+    from poolattn.study.bootstrap import Comparison
+
+    return Comparison(delta=sum(ci95) / 2 if delta is None else delta, ci95=ci95, p=p, n_items=100, n_tasks=1,
+                      n_seeds=1, n_reference_seeds=1, n_replicates=n_replicates, p_holm=p_holm)
+
+
+def test_an_interval_that_excludes_zero_without_holm_is_neither_a_verdict_nor_bold():
+    """The case the two rules would split on: unadjusted 95% interval above 0, Holm p 0.372."""
+    from poolattn.study.analysis import Group, _verdict
+    from poolattn.study.evidence import _interval_cell
+    from poolattn.study.paper import PAPER_DELTAS
+
+    group = Group("2", "design 2", 2, True, ("2",), (None,), {})
+    reference = Group("1", "design 1", 1, True, ("1",), (None,), {})
+    claim = PAPER_DELTAS["classification"]  # the paper's sign is negative: this delta is on the other side
+    split = _comparison((0.002, 0.061), p=0.031, p_holm=0.372)
+    assert split.excludes_zero
+    got = _verdict(claim, group, reference, split, {}, {})
+    assert got.verdict == INCONCLUSIVE and "Holm p" in got.reason
+    assert "sig" not in _interval_cell(split).tags and "pos" not in _interval_cell(split).tags
+    counted = _comparison((0.002, 0.061), p=0.001, p_holm=0.024)
+    assert _verdict(claim, group, reference, counted, {}, {}).verdict == DISAGREE
+    assert {"sig", "pos"} <= set(_interval_cell(counted).tags)
+
+
+def test_a_p_at_the_replicate_floor_prints_as_a_bound():
+    from poolattn.study.evidence import p_text
+
+    floor = 2 / 2001
+    at_floor = _comparison((0.1, 0.2), p=floor, p_holm=24 * floor)
+    assert p_text(at_floor, holm=True) == "≤ 0.024" and p_text(at_floor, holm=False) == "≤ 0.0010"
+    measured = _comparison((0.1, 0.2), p=0.004, p_holm=0.048)
+    assert p_text(measured, holm=True) == "0.048" and p_text(measured, holm=False) == "0.004"
+
+
+def test_verdicts_say_the_papers_sign_and_significance_for_each_design(study, tmp_path):
+    out, _ = study
+    analysis = analyse(load_results(out / "results.json"), n_boot=500)
+    retrieval = {v.number: v for v in analysis.verdicts if v.category == "retrieval"}
+    assert retrieval[5].paper_significant and not retrieval[2].paper_significant
+    assert all(v.paper_sign == (1 if v.claim.low > 0 else -1) for v in analysis.verdicts)
+    from poolattn.study.evidence import verdict_markdown
+
+    table = verdict_markdown(analysis)
+    assert "| Retrieval | design 5 | +0.010 to +0.023 | higher, significant |" in table
+    assert "| Retrieval | design 2 | +0.010 to +0.023 | higher, not significant |" in table

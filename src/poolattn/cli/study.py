@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from poolattn.cli.train import add_config_arguments, config_from_args
-from poolattn.errors import InputError
+from poolattn.errors import InputError, InputNotFoundError
 from poolattn.config import merge
 from poolattn.study.plan import describe, make_plan
 
@@ -56,7 +56,11 @@ def run(args: argparse.Namespace) -> int:
             # lazy: the calibration imports what a study run does (~12 s), see the cli package docstring
             from poolattn.study.eta import calibrate, describe_estimate, estimate
 
-            print("\n".join(describe_estimate(estimate(plan, calibrate(plan)))))
+            try:
+                print("\n".join(describe_estimate(estimate(plan, calibrate(plan)))))
+            except InputNotFoundError as exc:  # the plan stands without the backbone; only the estimate needs it
+                print(f"estimated_minutes=unknown\nno estimate is possible: the backbone is needed to time a step "
+                      f"and it cannot be read here ({exc})")
         return 0
     # lazy: transformers' Trainer, mteb and torch (~12 s to import), see the cli package docstring
     from poolattn.study.run import launched_processes, run_study, train_designs

@@ -21,6 +21,8 @@ FLAGS: dict[str, tuple[str, Any, str]] = {
     "--attention": ("model.attention", str, "causal or bidirectional (overrides --design)"),
     "--pooling": ("model.pooling.name", str, "eos, mean, latent, multilayer (overrides --design)"),
     "--pooling_preset": ("model.pooling.preset", str, "compact (sized for the backbone) or paper (the 1.28B head)"),
+    "--pooling_init": ("model.pooling.init", str, "trainable pooling: paper (random start) or residual (starts "
+                       "as its fixed counterpart)"),
     "--num_latents": ("model.pooling.num_latents", int, "trainable pooling: number of latents"),
     "--pooling_heads": ("model.pooling.num_heads", int, "trainable pooling: attention heads"),
     "--pooling_head_dim": ("model.pooling.head_dim", int, "trainable pooling: size of each head"),

@@ -10,9 +10,11 @@ mteb runs, so mteb leaves it in place) and write one file per task:
 - retrieval, reranking: `{"id": query_id, "score": that query's value of the main metric}`, main_score their mean
   (the per-query values come from mteb's own scoring function, so the mean is mteb's number before it rounds it to
   5 decimals);
-- STS: `{"id", "gold", "predicted"}`, main_score their Pearson or Spearman correlation;
+- STS: `{"id", "gold", "predicted", "texts": [text 1, text 2]}`, main_score their Pearson or Spearman correlation
+  (the texts say which pairs share a text, which the bootstrap must respect; files written before they were
+  recorded get them from the bundled suite, `suite_pair_texts`);
 - classification: `{"id", "gold", "predicted": [one label per experiment]}`, main_score the metric averaged over
-  experiments;
+  experiments (mteb's draws of the probe's training sample, every draw scoring every item);
 - pair classification: `{"id", "label", "similarity": {function: value}}` (higher = more alike, so distances are
   negated), main_score the average precision, the maximum over the functions for `max_ap`;
 - clustering: `{"id", "gold"}` per document plus `"experiments": [{"ids", "cluster"}]`, the documents each of
@@ -31,7 +33,7 @@ import random
 import re
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -151,10 +153,14 @@ def _sts(task: Any, metric: str, subset: str, split: str, scores: dict[str, list
     predicted = scores.get(_STS_PREDICTIONS[match.group(1)])
     if predicted is None:  # mteb falls back to cosine when the model has no similarity function
         predicted = scores["cosine_scores"]
-    gold = _data(task, subset, split)["score"]
-    return {"correlation": match.group(2),
-            "items": [{"id": str(i), "gold": float(g), "predicted": float(p)}
-                      for i, (g, p) in enumerate(zip(gold, predicted, strict=True))]}
+    data = _data(task, subset, split)
+    items = [{"id": str(i), "gold": float(g), "predicted": float(p)}
+             for i, (g, p) in enumerate(zip(data["score"], predicted, strict=True))]
+    first, second = getattr(task, "column_names", ("sentence1", "sentence2"))
+    if isinstance(first, str) and isinstance(second, str):  # text pairs (not images): record which texts they are
+        for item, a, b in zip(items, data[first], data[second], strict=True):
+            item["texts"] = [str(a), str(b)]
+    return {"correlation": match.group(2), "items": items}
 
 
 _PAIR_FUNCTIONS = {"similarity": ("similarity_scores", 1.0), "cosine": ("cosine_scores", 1.0),
@@ -306,6 +312,29 @@ def _v_measure_weighted(weights: np.ndarray, gold: np.ndarray, cluster: np.ndarr
     return np.where(homogeneity + completeness > 0, v, 0.0)
 
 
+def _weighted_ranks(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Mid-ranks of `values` (n,) in each row's weighted sample, (B, n) -> (B, n): what scipy's rankdata gives on the
+    data with every item repeated as often as its weight, without repeating it (ties share their mean rank)."""
+    order = np.argsort(values, kind="stable")
+    v, w = values[order], weights[:, order]
+    starts = np.flatnonzero(np.r_[True, v[1:] != v[:-1]])  # tie groups of the sorted values
+    group_weight = np.add.reduceat(w, starts, axis=1)  # (B, G)
+    mid = np.cumsum(group_weight, axis=1) - group_weight + (group_weight + 1) / 2
+    ranks = np.empty(w.shape)
+    ranks[:, order] = mid[:, np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(v)]))]
+    return ranks
+
+
+def _weighted_pearson_rows(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Pearson correlation of x and y with each item counted `weights[b, i]` times, (B, n) -> (B,)."""
+    total = weights.sum(axis=1, keepdims=True)
+    x = x - (weights * x).sum(axis=1, keepdims=True) / total
+    y = y - (weights * y).sum(axis=1, keepdims=True) / total
+    denominator = np.sqrt((weights * x * x).sum(axis=1) * (weights * y * y).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (weights * x * y).sum(axis=1) / denominator
+
+
 _CLASSIFICATION_METRICS = ("accuracy", "f1", "f1_weighted", "precision", "precision_weighted", "recall",
                            "recall_weighted")
 
@@ -323,6 +352,33 @@ def _classification_metric(metric: str, gold: np.ndarray, predicted: np.ndarray)
 # ------------------------------------------------------------------------------------------ reading
 
 
+def _text_codes(pairs: list[tuple[str, str]]) -> np.ndarray:
+    """(n, 2) integer codes of each pair's two texts, case-folded, so equal texts share a code."""
+    _, codes = np.unique([text.casefold() for pair in pairs for text in pair], return_inverse=True)
+    return codes.reshape(-1, 2)
+
+
+def suite_pair_texts(task: str, suite_dir: str | Path | None = None) -> list[tuple[str, str]] | None:
+    """The (text 1, text 2) of every test pair of a bundled suite task, in item-id order; None for other tasks.
+
+    For STS items files written before they recorded their texts: a suite task's item id is its row in the test
+    split. Reads the payload directly (importing the task classes would import mteb).
+    """
+    import gzip
+    import importlib.resources
+
+    folder = Path(suite_dir) if suite_dir is not None else Path(str(importlib.resources.files("poolattn")
+                                                                        / "resources" / "suite"))
+    manifest = folder / "manifest.json"
+    if not manifest.is_file():
+        return None
+    entry = next((e for e in json.loads(manifest.read_text(encoding="utf-8")) if e.get("name") == task), None)
+    if entry is None or entry.get("category") != "sts":
+        return None
+    test = json.loads(gzip.decompress((folder / entry["file"]).read_bytes()).decode("utf-8"))["test"]
+    return [(str(a), str(b)) for a, b in zip(test["sentence1"], test["sentence2"], strict=True)]
+
+
 @dataclass(frozen=True)
 class TaskItems:
     """One task's items file, as arrays, with the main score recomputable on any resample of its items."""
@@ -335,6 +391,8 @@ class TaskItems:
     arrays: dict[str, np.ndarray]
     experiments: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
     """Clustering: per draw, (positions into `ids`, cluster of each)."""
+    texts: np.ndarray | None = None
+    """STS: (n, 2) codes of each pair's texts (equal codes, the same text); None when the file did not record them."""
 
     @classmethod
     def from_json(cls, content: dict[str, Any]) -> TaskItems:
@@ -343,11 +401,14 @@ class TaskItems:
         category, metric = content["category"], content["metric"]
         arrays: dict[str, np.ndarray] = {}
         experiments: list[tuple[np.ndarray, np.ndarray]] = []
+        texts = None
         if category in ("retrieval", "reranking"):
             arrays["score"] = np.array([item["score"] for item in items], dtype=float)
         elif category == "sts":
             arrays["gold"] = np.array([item["gold"] for item in items], dtype=float)
             arrays["predicted"] = np.array([item["predicted"] for item in items], dtype=float)
+            if items and all("texts" in item for item in items):
+                texts = _text_codes([tuple(item["texts"]) for item in items])
         elif category == "pair_classification":
             arrays["label"] = np.array([item["label"] for item in items], dtype=int)
             for function in content["functions"]:
@@ -368,7 +429,7 @@ class TaskItems:
             raise ItemsUnavailable(f"{content['task']}: unknown category {category!r} in its items file")
         main = content.get("main_score")
         return cls(content["task"], category, metric, float("nan") if main is None else float(main), ids,
-                   arrays, tuple(experiments))
+                   arrays, tuple(experiments), texts)
 
     @classmethod
     def load(cls, path: str | Path) -> TaskItems:
@@ -377,6 +438,23 @@ class TaskItems:
     @property
     def n(self) -> int:
         return len(self.ids)
+
+    @property
+    def n_draws(self) -> int:
+        """Classification: the probe's training-sample draws (mteb's experiments) every item was scored under."""
+        return int(self.arrays["predicted"].shape[1]) if self.category == "classification" else 1
+
+    def with_texts(self, pairs: list[tuple[str, str]]) -> TaskItems:
+        """The same items with each pair's texts, `pairs[int(id)]` (a suite task's ids are its test rows).
+
+        Raises:
+            ValueError: an id is not a row of `pairs`.
+        """
+        try:
+            chosen = [pairs[int(i)] for i in self.ids]
+        except (ValueError, IndexError) as exc:
+            raise ValueError(f"{self.task}: item ids are not rows of its {len(pairs)} test pairs ({exc})") from exc
+        return replace(self, texts=_text_codes(chosen))
 
     def aligned_to(self, ids: tuple[str, ...]) -> TaskItems:
         """The same items in the order of `ids` (another run's), so resampled positions mean the same items.
@@ -395,17 +473,57 @@ class TaskItems:
         inverse[order] = np.arange(len(order))
         arrays = {k: v[order] for k, v in self.arrays.items()}
         experiments = tuple((inverse[positions], clusters) for positions, clusters in self.experiments)
-        return TaskItems(self.task, self.category, self.metric, self.main_score, ids, arrays, experiments)
+        return TaskItems(self.task, self.category, self.metric, self.main_score, ids, arrays, experiments,
+                         None if self.texts is None else self.texts[order])
 
-    def score(self, idx: np.ndarray | None = None) -> np.ndarray | float:
-        """The main score on all items (a float), or on each row of resampled item positions `idx` (B, n) -> (B,)."""
+    def score(self, idx: np.ndarray | None = None, *, weights: np.ndarray | None = None,
+              draws: np.ndarray | None = None) -> np.ndarray | float:
+        """The main score on all items (a float), or on each resample (B,): rows of item positions `idx` (B, n), or
+        rows of item `weights` (B, n), each item counted that many times (retrieval, reranking, STS, accuracy and
+        clustering only).
+
+        `draws` (B, E), classification only: per resample, which of the probe's training-sample draws to average
+        (indices into the recorded experiments, with repeats); by default every draw once.
+        """
+        if idx is not None and weights is not None:
+            raise ValueError("give item positions (idx) or item weights, not both")
+        if weights is not None:
+            return self._score_weights(np.asarray(weights, dtype=float), draws)
         single = idx is None
         if single:
             idx = np.arange(self.n)[None, :]
-        out = self._score_rows(np.asarray(idx))
+        out = self._score_rows(np.asarray(idx), draws)
         return float(out[0]) if single else out
 
-    def _score_rows(self, idx: np.ndarray) -> np.ndarray:
+    def _per_draw_correct(self) -> np.ndarray:
+        a = self.arrays
+        return (a["predicted"] == a["gold"][:, None]).astype(float)  # (n, E)
+
+    @staticmethod
+    def _over_draws(per_draw: np.ndarray, draws: np.ndarray | None) -> np.ndarray:
+        """(B, E) scores per draw -> (B,): the mean over all draws, or over each row's drawn ones."""
+        return per_draw.mean(axis=1) if draws is None else np.take_along_axis(per_draw, draws, axis=1).mean(axis=1)
+
+    def _score_weights(self, weights: np.ndarray, draws: np.ndarray | None) -> np.ndarray:
+        a, total = self.arrays, weights.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if self.category in ("retrieval", "reranking"):
+                return (weights * a["score"]).sum(axis=1) / total
+            if self.category == "sts":
+                gold, predicted = np.broadcast_to(a["gold"], weights.shape), np.broadcast_to(a["predicted"],
+                                                                                             weights.shape)
+                if self.metric.endswith("spearman"):
+                    gold, predicted = _weighted_ranks(a["gold"], weights), _weighted_ranks(a["predicted"], weights)
+                return _weighted_pearson_rows(gold, predicted, weights)
+            if self.category == "classification" and self.metric == "accuracy":
+                return self._over_draws(weights @ self._per_draw_correct() / total[:, None], draws)
+        if self.category == "clustering":
+            gold = a["gold"]
+            return np.mean([_v_measure_weighted(weights[:, positions], gold[positions], clusters)
+                            for positions, clusters in self.experiments], axis=0)
+        raise ItemsUnavailable(f"{self.task}: no weighted score for {self.category!r} with main score {self.metric!r}")
+
+    def _score_rows(self, idx: np.ndarray, draws: np.ndarray | None) -> np.ndarray:
         a = self.arrays
         if self.category in ("retrieval", "reranking"):
             return _rows(a["score"], idx).mean(axis=1)
@@ -423,16 +541,15 @@ class TaskItems:
             return np.max(per_function, axis=0)
         if self.category == "classification":
             gold, predicted = a["gold"], a["predicted"]
-            if self.metric == "accuracy":  # every experiment scores the same items: a mean of per-item accuracies
-                return _rows((predicted == gold[:, None]).mean(axis=1), idx).mean(axis=1)
-            return np.array([np.mean([_classification_metric(self.metric, gold[row], predicted[row, e])
-                                      for e in range(predicted.shape[1])]) for row in idx])
+            if self.metric == "accuracy":  # every experiment scores the same items: means of per-item accuracies
+                return self._over_draws(self._per_draw_correct()[idx].mean(axis=1), draws)
+            per_draw = np.array([[_classification_metric(self.metric, gold[row], predicted[row, e])
+                                  for e in range(predicted.shape[1])] for row in idx])
+            return self._over_draws(per_draw, draws)
         if self.category == "clustering":
             weights = np.zeros((idx.shape[0], self.n))
             np.add.at(weights, (np.arange(idx.shape[0])[:, None], idx), 1.0)
-            gold = a["gold"]
-            return np.mean([_v_measure_weighted(weights[:, positions], gold[positions], clusters)
-                            for positions, clusters in self.experiments], axis=0)
+            return self._score_weights(weights, None)
         raise ItemsUnavailable(f"{self.task}: cannot score category {self.category!r}")
 
 

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from poolattn.backbone.load import add_lora, default_device, load_backbone, load_lora, load_tokenizer
 from poolattn.backbone.offline import resolve as resolve_backbone
+from poolattn.backbone.prefix import PrefixCache
 from poolattn.config import Config, ModelConfig, merge
 from poolattn.designs import get_design
 from poolattn.errors import InputError, InputNotFoundError
@@ -121,6 +122,8 @@ class Embedder(nn.Module):
         )
         self._warned_truncation = False
         self._lora_merged = False  # set by merge_lora: the backbone's weights are no longer config.backbone's
+        # frozen-prefix cache (backbone/prefix.py); it checks on every batch whether it is exact for this model
+        self.prefix_cache = PrefixCache() if config.prefix_cache == "auto" else None
 
     # ------------------------------------------------------------------------------------- construction
     @classmethod
@@ -210,6 +213,18 @@ class Embedder(nn.Module):
         normalize: bool = True,
     ) -> Tensor:
         """(B, D) float32 embeddings of a tokenised batch: unit rows, or the raw pooled vectors (`normalize=False`)."""
+        pooled = None
+        if self.prefix_cache is not None:  # --- frozen-prefix cache hook: None where it is off (it logs why)
+            pooled = self.prefix_cache.pooled(self, input_ids, attention_mask, pool_mask, position_ids)
+        if pooled is None:
+            pooled = self._pooled_full(input_ids, attention_mask, pool_mask, position_ids)
+        with torch.autocast(device_type=input_ids.device.type, enabled=False):
+            return F.normalize(pooled, dim=-1) if normalize else pooled
+
+    def _pooled_full(
+        self, input_ids: Tensor, attention_mask: Tensor, pool_mask: Tensor, position_ids: Tensor | None
+    ) -> Tensor:
+        """(B, D) float32 pooled vectors from a pass through every layer."""
         all_layers = self.pooler.uses_all_layers
         out = self.backbone(
             input_ids=input_ids,
@@ -220,8 +235,7 @@ class Embedder(nn.Module):
         )
         hidden = tuple(out.hidden_states) if all_layers else (out.last_hidden_state,)
         with torch.autocast(device_type=input_ids.device.type, enabled=False):
-            pooled = self.pooler(hidden, pool_mask).float()
-            return F.normalize(pooled, dim=-1) if normalize else pooled
+            return self.pooler(hidden, pool_mask).float()
 
     def activation_checkpointing_enable(self, **kwargs: Any) -> None:
         """Recompute the backbone's activations in backward (called by the Trainer for --gradient_checkpointing)."""

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from poolattn.backbone import offline
-from poolattn.config import SIZE_LIMITS, ConfigError, ModelConfig, from_dict
+from poolattn.config import HEAD_INITS, SIZE_LIMITS, ConfigError, ModelConfig, from_dict
 from poolattn.errors import InputError, InputNotFoundError, UnsafeModelError
 from poolattn.pooling import pooler_class
 
@@ -119,6 +119,9 @@ def _check_pooler(section: Any, where: str) -> tuple[str, dict[str, Any]]:
         elif key == "layer_summary":
             if value not in ("last", "mean"):
                 raise ConfigError(f"{where}.args.layer_summary={value!r:.40} must be 'last' or 'mean'")
+        elif key == "init":
+            if value not in HEAD_INITS:
+                raise ConfigError(f"{where}.args.init={value!r:.40} must be one of {list(HEAD_INITS)}")
         elif not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= SIZE_LIMITS.get(key, 65_536):
             limit = SIZE_LIMITS.get(key, 65_536)
             raise ConfigError(f"{where}.args.{key}={value!r:.40} must be a whole number in 1..{limit:,}")

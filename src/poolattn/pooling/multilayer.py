@@ -4,7 +4,9 @@ The paper's proposal (designs 3 and 5). Each selected layer is summarised by one
 state under causal attention (the only position that saw the whole text), the masked mean under bidirectional
 attention. Intermediate layers are the pre-norm residual stream, whose norms dwarf the final normed layer's, so
 every layer vector is scaled to unit RMS before a learned layer-position embedding is added. The latents then
-cross-attend over the L layer vectors (L keys, not one).
+cross-attend over the L layer vectors (L keys, not one). With `init="residual"` the head starts as the last
+selected layer's summary (under causal attention with the last layer, exactly EOS pooling: design 1) and learns a
+zero-initialised correction from all the layers (see `ResidualStart`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from torch import Tensor, nn
 from poolattn.config import PoolingConfig
 from poolattn.errors import InputError
 from poolattn.pooling.base import BackboneDims, Pooler, last_token_index, masked_mean
-from poolattn.pooling.resampler import LatentResampler, resampler_size
+from poolattn.pooling.resampler import LatentResampler, ResidualStart, resampler_size
 
 
 def resolve_layers(layers: list[int] | None, num_layers: int) -> list[int]:
@@ -47,18 +49,21 @@ class MultiLayerPooler(Pooler):
         num_heads: int,
         head_dim: int,
         ff_mult: int,
+        init: str = "paper",
     ) -> None:
         super().__init__()
         if layer_summary not in ("last", "mean"):
             raise ValueError(f"layer_summary={layer_summary!r}; choose 'last' or 'mean'")
         self.init_args = {"hidden_size": hidden_size, "layers": list(layers), "layer_summary": layer_summary,
-                          "num_latents": num_latents, "num_heads": num_heads, "head_dim": head_dim, "ff_mult": ff_mult}
+                          "num_latents": num_latents, "num_heads": num_heads, "head_dim": head_dim, "ff_mult": ff_mult,
+                          "init": init}
         self.layers = list(layers)
         self.layer_summary = layer_summary
         self.layer_position = nn.Parameter(torch.randn(len(layers), hidden_size) * 0.1)
         self.resampler = LatentResampler(
             hidden_size, hidden_size, num_latents=num_latents, num_heads=num_heads, head_dim=head_dim, ff_mult=ff_mult
         )
+        self.start = ResidualStart(init, hidden_size)
 
     @classmethod
     def sized_for(cls, config: PoolingConfig, dims: BackboneDims) -> dict[str, Any]:
@@ -68,13 +73,19 @@ class MultiLayerPooler(Pooler):
         return {"hidden_size": dims.hidden_size, "layers": resolve_layers(config.layers, dims.num_layers),
                 "layer_summary": summary, **resampler_size(config, dims)}
 
-    def forward(self, hidden_states: tuple[Tensor, ...], mask: Tensor) -> Tensor:
+    def summarize(self, states: Tensor, mask: Tensor) -> Tensor:
+        """(B, H) float32 summary of one layer's (B, T, H) states: last pooled token, or masked mean."""
         if self.layer_summary == "last":
             rows = torch.arange(mask.shape[0], device=mask.device)
-            index = last_token_index(mask)
-            vectors = [hidden_states[i][rows, index].float() for i in self.layers]  # L x (B, H)
-        else:
-            vectors = [masked_mean(hidden_states[i].float(), mask) for i in self.layers]
-        stacked = torch.stack(vectors, dim=1)  # (B, L, H)
-        stacked = F.normalize(stacked, dim=-1) * stacked.shape[-1] ** 0.5  # unit RMS per layer
-        return self.resampler(stacked + self.layer_position)  # (B, H): latents attend over L layer vectors
+            return states[rows, last_token_index(mask)].float()
+        return masked_mean(states.float(), mask)
+
+    def combine(self, stacked: Tensor) -> Tensor:
+        """(B, D) from the (B, L, H) layer summaries; `summarize` and `combine` let a frozen layer's summary be cached."""
+        normed = F.normalize(stacked, dim=-1) * stacked.shape[-1] ** 0.5  # unit RMS per layer
+        resampled = self.resampler(normed + self.layer_position)  # (B, H): latents attend over L layer vectors
+        return self.start(stacked[:, -1], resampled)  # the last selected layer's summary under init="residual"
+
+    def forward(self, hidden_states: tuple[Tensor, ...], mask: Tensor) -> Tensor:
+        vectors = [self.summarize(hidden_states[i], mask) for i in self.layers]  # L x (B, H)
+        return self.combine(torch.stack(vectors, dim=1))  # (B, L, H) -> (B, H)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from poolattn.config import PoolingConfig
+from poolattn.config import HEAD_INITS, PoolingConfig
 from poolattn.pooling.base import BackboneDims
 
 # The published head (Tang & Yang 2024): 768 latents, 32 heads of size 2048, GEGLU feed-forward x4.
@@ -35,7 +35,30 @@ def resampler_size(config: PoolingConfig, dims: BackboneDims) -> dict[str, Any]:
         value = getattr(config, key)
         if value is not None:
             size[key] = int(value)
-    return size
+    return {**size, "init": config.init}
+
+
+class ResidualStart(nn.Module):
+    """How a trainable head starts: the published random start, or exactly at a fixed pooling plus a learned delta.
+
+    `init="paper"`: the head's output is the resampler's output, a random function of the inputs at step 0 (the
+    paper's code: `randn` latents, default `nn.Linear` init). `init="residual"`: the output is `base + W r`, where
+    `base` is the head's parameter-free counterpart (computed by the pooler), `r` the resampler's output and `W` a
+    zero-initialised (D, D) matrix, so the untrained head equals its counterpart exactly and training moves it
+    away only as far as the gradient asks (like LoRA's zero B, or NV-Embed's residual over mean pooling).
+    """
+
+    def __init__(self, init: str, dim: int) -> None:
+        super().__init__()
+        if init not in HEAD_INITS:
+            raise ValueError(f"init={init!r}; choose one of {list(HEAD_INITS)}")
+        self.residual = init == "residual"
+        self.delta = nn.Linear(dim, dim, bias=False) if self.residual else None
+        if self.delta is not None:
+            nn.init.zeros_(self.delta.weight)
+
+    def forward(self, base: Tensor, resampled: Tensor) -> Tensor:
+        return base + self.delta(resampled) if self.delta is not None else resampled  # (B, D)
 
 
 class GEGLU(nn.Module):

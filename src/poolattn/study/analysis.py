@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from poolattn.evaluation.items import ITEMS_DIR, load_run_items
+from poolattn.evaluation.items import ITEMS_DIR, TaskItems, load_run_items, suite_pair_texts
 from poolattn.study.bootstrap import BOOTSTRAP_SEED, N_BOOTSTRAP, Comparison, PairedBootstrap, with_holm
 from poolattn.study.adequacy import Adequacy, adequacy
 from poolattn.study.paper import CLAIMED_DESIGNS, PAPER_DELTAS, REFERENCE_DESIGN, PaperClaim
@@ -75,7 +75,14 @@ class Verdict:
 
     @property
     def paper_significant(self) -> bool:
+        """Whether the paper found this design's difference on this category significant."""
         return self.number in self.claim.significant_for
+
+    @property
+    def paper_sign(self) -> int:
+        """The sign of the paper's delta for this design: its category range lies on one side of 0, so every design
+        in it has the range's sign."""
+        return self.claim.sign
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,10 @@ class StudyAnalysis:
     bootstrap_seed: int
     missing_items: dict[str, list[str]] = field(default_factory=dict)
     """run -> tasks scored without an items file (left out of the intervals)."""
+    schemes: dict[str, str] = field(default_factory=dict)
+    """task -> how its items were resampled (bootstrap.item_scheme)."""
+    probe_draws: dict[str, int] = field(default_factory=dict)
+    """classification task -> the fewest draws of the probe's training sample any run recorded."""
 
     def inadequate(self, run: str) -> bool:
         return (found := self.adequacy.get(run)) is not None and found.inadequate
@@ -130,9 +141,10 @@ class StudyAnalysis:
             "adequacy": {k: (a.to_json() if a else None) for k, a in self.adequacy.items()},
             "verdicts": [{"category": v.category, "design": v.group, "number": v.number, "verdict": v.verdict,
                           "reason": v.reason, "paper_low": v.claim.low, "paper_high": v.claim.high,
-                          "paper_significant": v.paper_significant,
+                          "paper_sign": v.paper_sign, "paper_significant": v.paper_significant,
                           "holds_at_half_budget": self.holds_at_half_budget(v.group)} for v in self.verdicts],
-            "bootstrap": {"replicates": self.n_boot, "seed": self.bootstrap_seed},
+            "bootstrap": {"replicates": self.n_boot, "seed": self.bootstrap_seed, "schemes": self.schemes,
+                          "probe_draws": self.probe_draws},
             "missing_items": self.missing_items,
         }
 
@@ -144,7 +156,7 @@ def _mean(values: list[float | None]) -> float | None:
     return None if not values or any(v is None for v in values) else float(np.mean(values))
 
 
-def _groups(results: StudyResults, table: StudyStats, found: dict[str, Adequacy | None]) -> dict[str, Group]:
+def _groups(results: StudyResults, table: StudyStats, judged: dict[str, Adequacy | None]) -> dict[str, Group]:
     members: dict[str, list[str]] = {}
     for key in results.run_order():
         members.setdefault(results.runs[key].group, []).append(key)
@@ -158,27 +170,42 @@ def _groups(results: StudyResults, table: StudyStats, found: dict[str, Adequacy 
                                float(np.std(values, ddof=1)) if len(values) > 1 else None)
         out[group] = Group(group, first.group_label, first.number, first.trained, tuple(keys),
                            tuple(results.runs[k].seed for k in keys), means,
-                           tuple(k for k in keys if found.get(k) is not None and found[k].inadequate),
-                           _mean([found[k].final[1] if found.get(k) and found[k].final else None for k in keys]),
-                           _mean([found[k].half[1] if found.get(k) and found[k].half else None for k in keys]))
+                           tuple(k for k in keys if judged.get(k) is not None and judged[k].inadequate),
+                           _mean([judged[k].final[1] if judged.get(k) and judged[k].final else None for k in keys]),
+                           _mean([judged[k].half[1] if judged.get(k) and judged[k].half else None for k in keys]))
     return out
 
 
+def significant(comparison: Comparison | None) -> bool:
+    """Holm-adjusted p below ALPHA: the one rule by which a difference counts, in the verdicts and the bold cells."""
+    return comparison is not None and comparison.p_holm is not None and comparison.p_holm < ALPHA
+
+
 def _verdict(claim: PaperClaim, group: Group, reference: Group, comparison: Comparison | None,
-             found: dict[str, Adequacy | None], labels: dict[str, str]) -> Verdict:
-    inadequate = [f"{labels[k]} is inadequate: {'; '.join(found[k].reasons)}"
+             judged: dict[str, Adequacy | None], labels: dict[str, str]) -> Verdict:
+    inadequate = [f"{labels[k]} is inadequate: {'; '.join(judged[k].reasons)}"
                   for g in (group, reference) for k in g.inadequate_runs]
     if inadequate:
         verdict, reason = NO_VERDICT, " | ".join(inadequate) + " (see Adequacy)"
     elif comparison is None:
         verdict, reason = INCONCLUSIVE, "no item evidence to build an interval"
-    elif not comparison.excludes_zero:
-        verdict, reason = INCONCLUSIVE, "the 95% interval contains 0"
+    elif not significant(comparison):
+        verdict, reason = INCONCLUSIVE, (f"Holm p ≥ {ALPHA}" + (" (the unadjusted 95% interval excludes 0)"
+                                                                if comparison.excludes_zero else ""))
     elif claim.on_its_side(comparison.delta):
-        verdict, reason = AGREE, "the interval excludes 0 on the paper's side"
+        verdict, reason = AGREE, f"Holm p < {ALPHA}, on the paper's side"
     else:
-        verdict, reason = DISAGREE, "the interval excludes 0 on the other side"
+        verdict, reason = DISAGREE, f"Holm p < {ALPHA}, on the other side"
     return Verdict(claim, group.key, int(group.number), comparison, verdict, reason)
+
+
+def _with_texts(task: str, items: TaskItems, texts: dict[str, list[tuple[str, str]] | None]) -> TaskItems:
+    """STS items without recorded texts get them from the bundled suite, where the task is one of its own."""
+    if items.category != "sts" or items.texts is not None:
+        return items
+    if task not in texts:
+        texts[task] = suite_pair_texts(task)
+    return items if texts[task] is None else items.with_texts(texts[task])
 
 
 # ------------------------------------------------------------------------------------------------ analyse
@@ -213,10 +240,12 @@ def analyse(results: StudyResults, items_dir: str | Path | None = None, *, refer
         (k for k in results.run_order() if runs[k].group == reference), reference)
     table = compare(results, reference_run)
     categories = results.tasks_by_category()
-    found = {key: adequacy(run, results.settings, _reference_run(results, reference, run))
-             for key, run in runs.items()}
-    groups = _groups(results, table, found)
+    judged = {key: adequacy(run, results.settings, _reference_run(results, reference, run))
+              for key, run in runs.items()}
+    groups = _groups(results, table, judged)
     loaded = {key: (load_run_items(Path(items_dir) / key) if items_dir is not None else {}) for key in runs}
+    texts: dict[str, list[tuple[str, str]] | None] = {}
+    loaded = {key: {t: _with_texts(t, items, texts) for t, items in found.items()} for key, found in loaded.items()}
     missing = {key: sorted(t for t, v in run.scores.items() if v is not None and t not in loaded[key])
                for key, run in runs.items()}
     missing = {k: v for k, v in missing.items() if v}
@@ -237,11 +266,16 @@ def analyse(results: StudyResults, items_dir: str | Path | None = None, *, refer
                 continue
             claimed = (g for g in compared if groups[g].number in CLAIMED_DESIGNS)
             for g in sorted(claimed, key=lambda g: groups[g].number):
-                verdicts.append(_verdict(claim, groups[g], groups[ref], by_category[g][category], found,
+                verdicts.append(_verdict(claim, groups[g], groups[ref], by_category[g][category], judged,
                                          {k: r.label for k, r in runs.items()}))
-    return StudyAnalysis(table, ref, groups, found, by_category, by_task, verdicts, n_boot, seed, missing)
+    schemes = {t: scheme for t in (t for tasks in categories.values() for t in tasks)
+               if (scheme := boot.scheme(t)) is not None}
+    draws = {}
+    for found in loaded.values():
+        for t, items in found.items():
+            if items.category == "classification":
+                draws[t] = min(draws.get(t, items.n_draws), items.n_draws)
+    return StudyAnalysis(table, ref, groups, judged, by_category, by_task, verdicts, n_boot, seed, missing, schemes,
+                         dict(sorted(draws.items())))
 
 
-def significant(comparison: Comparison | None) -> bool:
-    """Holm-adjusted p below ALPHA."""
-    return comparison is not None and comparison.p_holm is not None and comparison.p_holm < ALPHA

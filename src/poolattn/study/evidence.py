@@ -10,7 +10,7 @@ from pathlib import Path
 from poolattn.evaluation.items import ITEMS_DIR
 from poolattn.study.adequacy import INADEQUATE_MARK, RULE, marked
 from poolattn.study.analysis import ALPHA, AGREE, DISAGREE, NO_VERDICT, StudyAnalysis, significant
-from poolattn.study.bootstrap import CONFIDENCE, Comparison
+from poolattn.study.bootstrap import COMPONENTS, CONFIDENCE, HALF_SAMPLES, TEXTS, Comparison
 from poolattn.study.fmt import DASH, pvalue, score, signed
 from poolattn.study.render import Block, Bullets, Cell, Figure, Heading, Span, Table, para, render_markdown
 from poolattn.study.stats import category_title
@@ -21,10 +21,54 @@ def interval_text(c: Comparison) -> str:
 
 
 def _interval_cell(c: Comparison | None) -> Cell:
+    """Colored and bold by one rule, Holm p < ALPHA (the verdicts' rule); the interval printed is the 95% one."""
     if c is None:
         return Cell("n/a", ("num", "missing"))
-    tags = ("num",) + ((("pos",) if c.delta > 0 else ("neg",)) if c.excludes_zero else ())
-    return Cell(interval_text(c), tags + (("sig",) if significant(c) else ()))
+    tags = ("num", "pos" if c.delta > 0 else "neg", "sig") if significant(c) else ("num",)
+    return Cell(interval_text(c), tags)
+
+
+def p_text(c: Comparison | None, *, holm: bool) -> str:
+    """p or Holm p; "≤ value" when no replicate crossed zero (the p is then the replicates' floor, not measured)."""
+    if c is None:
+        return DASH
+    return pvalue(c.p_holm if holm else c.p, bound=c.p_at_floor)
+
+
+def _scheme_text(analysis: StudyAnalysis) -> str:
+    by_scheme: dict[str, list[str]] = {}
+    for task, scheme in analysis.schemes.items():
+        by_scheme.setdefault(scheme, []).append(task)
+    parts = []
+    if by_scheme.get(COMPONENTS):
+        parts.append(f"STS pairs that share a text ({', '.join(by_scheme[COMPONENTS])}) are resampled by connected "
+                     "component (pairs joined when they share a text, directly or through other pairs), so pairs "
+                     "that reuse a word move together; drawing the words instead (the vertex or pigeonhole "
+                     "bootstrap) would enter a pair whose texts occur nowhere else with 3 times a pair draw's "
+                     "variance, too wide where words are shared little")
+    if by_scheme.get(TEXTS):
+        parts.append(f"STS pairs of {', '.join(by_scheme[TEXTS])} form too few shared-text components to resample, "
+                     "so their texts are drawn with replacement and each pair kept as often as both its texts were "
+                     "drawn (conservative: about 1.7x too wide where pairs share little)")
+    if by_scheme.get(HALF_SAMPLES):
+        parts.append("clustering documents are resampled as half-samples without replacement (a delete-d "
+                     "jackknife, d = n/2, each replicate's deviation scaled by sqrt(m/d) ≈ 1), because a resample "
+                     "with replacement repeats documents and biases V-measure upward")
+    return "; ".join(parts)
+
+
+def _draws_text(analysis: StudyAnalysis) -> str:
+    single = [t for t, n in analysis.probe_draws.items() if n == 1]
+    several = [f"{t} ({n})" for t, n in analysis.probe_draws.items() if n > 1]
+    out = []
+    if several:
+        out.append("the classification probe's training-sample draws are resampled too, the same for every run, "
+                   f"for {', '.join(several)}")
+    if single:
+        out.append(f"{', '.join(single)} recorded one draw of the classification probe's training sample (mteb "
+                   "draws 16 examples per label; a training split with no more than that per label is the same "
+                   "sample in every draw), so their intervals carry no variance of that sample")
+    return "; ".join(out)
 
 
 def marked_label(analysis: StudyAnalysis, group: str) -> str:
@@ -50,18 +94,23 @@ def intervals_section(analysis: StudyAnalysis, categories: dict[str, list[str]],
     ref_label = analysis.groups[analysis.reference].label
     seeds = {len(g.runs) for g in analysis.groups.values() if g.trained}
     seeded = max(seeds) > 1
+    n_compared = sum(1 for c in analysis.comparisons.values() for v in c.values() if v)
+    floor = 2 / (analysis.n_boot + 1)
+    extra = "; ".join(t for t in (_scheme_text(analysis), _draws_text(analysis)) if t)
     blocks: list[Block] = [Heading("Differences with confidence intervals", 2), para(
         f"Δ [{CONFIDENCE:.0%} interval] of each design's category mean against {ref_label}, from a paired bootstrap "
         f"over the evaluated items ({analysis.n_boot} replicates, seed {analysis.bootstrap_seed}): each replicate "
-        "resamples every task's queries, pairs or examples with replacement, the same ones for every run, recomputes "
-        "each run's main score on them (Spearman, accuracy, AP and V-measure too), and averages the tasks of a "
-        "category as the category mean does"
+        "resamples every task's items, the same ones for every run, recomputes each run's main score on them "
+        "(Spearman, accuracy, AP and V-measure too), and averages the tasks of a category as the category mean does"
         + ("; before that it resamples each design's seeds with replacement, so the interval carries seed-to-seed "
            "variation as well as item sampling (a hierarchical bootstrap)" if seeded else
            "; with one seed per design the interval carries item sampling only, not seed-to-seed variation")
-        + f"; the replicates are centred on the observed Δ (resampled V-measure is biased). p is the two-sided "
-        f"bootstrap p (at least 2/({analysis.n_boot} + 1) = {2 / (analysis.n_boot + 1):.4f}), Holm-adjusted over all {sum(1 for c in analysis.comparisons.values() for v in c.values() if v)} "
-        f"design × category comparisons; bold, highlighted: Holm p < {ALPHA}. Colored: the interval excludes 0. "
+        + (f". Queries, pairs and examples are drawn with replacement, except: {extra}" if extra else "")
+        + f". p is the two-sided bootstrap p, Holm-adjusted over all {n_compared} design × category comparisons; "
+        f"a p no replicate crossed zero for is printed as \"≤\" its floor, 2/({analysis.n_boot} + 1) = {floor:.4f} "
+        f"(times Holm's factor). One rule decides whether a difference counts, here and in the verdicts: Holm p < "
+        f"{ALPHA} (bold, highlighted, colored by its sign); the interval printed beside it is the unadjusted "
+        f"{CONFIDENCE:.0%} one, so an interval can exclude 0 while its Holm p does not count. "
         f"Designs marked{INADEQUATE_MARK} have a run the adequacy rule calls inadequate; they get no verdict "
         "(see Adequacy).",
         muted=True)]
@@ -73,7 +122,7 @@ def intervals_section(analysis: StudyAnalysis, categories: dict[str, list[str]],
         rows.append([Cell(label), Cell(_seeds_text(analysis, group), ("num",))]
                     + [_interval_cell(cells.get(c)) for c in categories])
         p_rows.append([Cell(label)] + [Cell(DASH if cells.get(c) is None else
-                                            f"{pvalue(cells[c].p)} / {pvalue(cells[c].p_holm)}",
+                                            f"{p_text(cells[c], holm=False)} / {p_text(cells[c], holm=True)}",
                                             ("num", "sig") if significant(cells.get(c)) else ("num",))
                                        for c in categories])
     blocks.append(Table(header, rows))
@@ -156,25 +205,31 @@ def verdict_section(analysis: StudyAnalysis) -> list[Block]:
         return []
     rows = []
     for v in analysis.verdicts:
-        paper = f"{signed(v.claim.low)} to {signed(v.claim.high)}" + (" (significant)" if v.paper_significant
-                                                                       else "")
+        paper = f"{signed(v.claim.low)} to {signed(v.claim.high)}"
+        direction = "higher" if v.paper_sign > 0 else "lower"
+        this_design = f"{direction}, {'significant' if v.paper_significant else 'not significant'}"
         c = v.comparison
         tag = {AGREE: ("agree",), DISAGREE: ("disagree",)}.get(v.verdict, ())
         rows.append([Cell(category_title(v.category)), Cell(marked(f"design {v.number}",
                                                                    analysis.groups[v.group].inadequate)),
-            Cell(paper, ("num",)), _interval_cell(c), Cell(pvalue(None if c is None else c.p_holm), ("num",)),
+            Cell(paper, ("num",)), Cell(this_design), _interval_cell(c), Cell(p_text(c, holm=True), ("num",)),
             Cell(DASH if c is None else str(c.n_seeds), ("num",)), Cell(v.verdict, tag), Cell(v.reason)])
     counts = {name: sum(v.verdict == name for v in analysis.verdicts)
               for name in (AGREE, DISAGREE, "inconclusive", NO_VERDICT)}
     return [
         Heading("Verdict on the paper's claims", 3),
-        para(f"Each claim is design N against design 1 on a category, with the paper's sign (the sign of its published "
-             f"range). agree / disagree only when this study's {CONFIDENCE:.0%} interval excludes 0 (on the paper's "
-             f"side / the other side); inconclusive when it contains 0; \"{NO_VERDICT}\" when a run of the design or "
-             f"of the reference is inadequate (see Adequacy), whatever its interval. The Seeds column says how many "
-             "seeds of the design each verdict rests on.", muted=True),
-        Table([Cell("Category"), Cell("Design"), Cell("Paper Δ range", ("num",)), Cell("Our Δ [95% CI]", ("num",)),
-               Cell("Holm p", ("num",)), Cell("Seeds", ("num",)), Cell("Verdict"), Cell("Why")], rows),
+        para(f"Each claim is design N against design 1 on a category. The paper gives, per category, the range of "
+             "designs 2-5's deltas (on one side of 0, so each design's own delta has the range's sign) and which "
+             "designs' differences were significant; the column \"Paper, this design\" reads both for the design. "
+             f"agree / disagree only when this study's Holm-adjusted p < {ALPHA} (the rule that bolds the interval "
+             "tables), with Δ on the paper's side / the other side; inconclusive otherwise, even where the "
+             f"unadjusted {CONFIDENCE:.0%} interval excludes 0; \"{NO_VERDICT}\" when a run of the design or of the "
+             "reference is inadequate (see Adequacy), whatever its p. An agreement where the paper's own "
+             "difference was not significant matches a direction the paper did not establish. The Seeds column says "
+             "how many seeds of the design each verdict rests on.", muted=True),
+        Table([Cell("Category"), Cell("Design"), Cell("Paper Δ range (designs 2-5)", ("num",)),
+               Cell("Paper, this design"), Cell("Our Δ [95% CI]", ("num",)), Cell("Holm p", ("num",)),
+               Cell("Seeds", ("num",)), Cell("Verdict"), Cell("Why")], rows),
         Bullets([[Span(f"{name}: {count}")] for name, count in counts.items()], muted=True),
     ]
 

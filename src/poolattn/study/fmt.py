@@ -26,8 +26,13 @@ def sign_tags(value: float | None) -> tuple[str, ...]:
     return ("num", "pos" if value > 0 else "neg")
 
 
-def pvalue(p: float | None) -> str:
-    return DASH if p is None else (f"{p:.3f}" if p >= 0.001 else "< 0.001")
+def pvalue(p: float | None, *, bound: bool = False) -> str:
+    """A p-value to 3 decimals; `bound`: p is an upper bound (no bootstrap replicate crossed zero), "≤ 0.024"."""
+    if p is None:
+        return DASH
+    if bound:
+        return f"≤ {p:.3f}" if p >= 0.001 else f"≤ {p:.4f}"
+    return f"{p:.3f}" if p >= 0.001 else "< 0.001"
 
 
 def plural(n: int, word: str) -> str:

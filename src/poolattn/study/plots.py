@@ -113,7 +113,7 @@ def plot_delta_intervals(analysis: StudyAnalysis, path: Path) -> Path | None:
                 continue
             pos = x[j] - 0.4 + width * (i + 0.5)
             err = [[cell.delta - cell.ci95[0]], [cell.ci95[1] - cell.delta]]
-            ax.bar(pos, cell.delta, width * 0.92, color=color, alpha=1.0 if cell.excludes_zero else 0.45)
+            ax.bar(pos, cell.delta, width * 0.92, color=color, alpha=1.0 if significant(cell) else 0.45)
             ax.errorbar(pos, cell.delta, yerr=err, color="#1f2328", linewidth=1.0, capsize=2.5)
             if significant(cell):
                 top = cell.ci95[1] if cell.delta >= 0 else cell.ci95[0]
@@ -125,7 +125,7 @@ def plot_delta_intervals(analysis: StudyAnalysis, path: Path) -> Path | None:
     ax.set_ylim(-span * 1.25, span * 1.25)
     ax.set_ylabel("Δ mean main score")
     ax.set_title(f"Δ vs {analysis.groups[analysis.reference].label}, 95% bootstrap intervals "
-                 f"(* Holm p < {ALPHA}; pale: contains 0)", fontsize=10)
+                 f"(* and solid: Holm p < {ALPHA}; pale: not)", fontsize=10)
     _style(ax)
     from matplotlib.patches import Patch
 
