@@ -137,3 +137,25 @@ def test_rereporting_a_finished_study_keeps_its_wall_time(tmp_path, stubs, monke
     run_study(make_plan(_config(tmp_path)), force=True, progress=False)  # real work again: a new wall time
     study = json.loads(results_file.read_text())["study"]
     assert (study["started"], study["finished"]) == ("2026-01-03T09:00:00+00:00", "2026-01-03T09:30:00+00:00")
+
+
+def test_the_held_out_curve_and_candidates_reach_results_json(tmp_path, stubs, monkeypatch):
+    import poolattn.training.run
+    from pathlib import Path
+
+    curve = [[0, 0.1, 0.2], [2, 0.4, 0.5], [3, 0.5, 0.6]]
+
+    def fake_train(config, **kwargs):
+        out = Path(config.train.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        summary = {"steps": 3, "seconds": 1.0, "contrastive_batch": 8, "hard_negatives": 2.0,
+                   "holdout": {"before": {"recall@1": 0.1}, "after": {"step": 3, "recall@1": 0.5}, "curve": curve}}
+        (out / "train_summary.json").write_text(json.dumps(summary))
+        (out / poolattn.training.run.RUN_MARKER).write_text("{}")
+
+    monkeypatch.setattr(study_run, "train", fake_train)
+    _data(tmp_path)
+    run_study(make_plan(_config(tmp_path)), progress=False)
+    train = json.loads((tmp_path / "study" / "results.json").read_text())["runs"]["1"]["train"]
+    assert train["holdout_curve"] == curve
+    assert (train["contrastive_batch"], train["hard_negatives"]) == (8, 2.0)

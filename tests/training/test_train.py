@@ -232,3 +232,19 @@ def test_resuming_with_other_settings_or_data_is_refused_with_the_difference(tin
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(FileExistsError, match=r"data_sha256: '[0-9a-f]{64}' -> '[0-9a-f]{64}'"):
         train(merge(config, resume))
+
+
+def test_the_held_out_curve_is_recorded_every_eval_steps_and_ends_on_the_saved_model(tiny_llama, tmp_path):
+    from poolattn.training.callbacks import holdout_metrics
+    from poolattn.training.run import load_training_data, split_holdout
+
+    config = merge(_config(tiny_llama, tmp_path, max_steps=4, eval_steps=2), {"data": {"holdout": 6}})
+    result = train(config)
+    summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
+    curve = summary["holdout"]["curve"]
+    assert [point[0] for point in curve] == [0, 2, 4]  # before training, every 2 steps, the last step once
+    assert curve[0][1:] == [result.holdout["before"]["recall@1"], result.holdout["before"]["mrr"]]
+    _, held = split_holdout(load_training_data(config), 6, None)
+    saved = holdout_metrics(Embedder.load(tmp_path / "run", device="cpu", backbone=str(tiny_llama)), held)
+    assert curve[-1][1:] == pytest.approx([saved["recall@1"], saved["mrr"]], abs=1e-6)
+    assert summary["hard_negatives"] == 1.0 and summary["contrastive_batch"] == 4  # every record has one negative

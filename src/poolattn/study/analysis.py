@@ -1,11 +1,11 @@
-"""The study's verdict as typed objects: per-design comparisons with intervals, seeds, convergence, the paper.
+"""The study's verdict as typed objects: per-design comparisons with intervals, seeds, adequacy, the paper.
 
 `analyse(results, items_dir)` gathers everything the report states: the score tables (stats.py); for each design (all
 its seeds together) against the reference design, per category and per task, a paired bootstrap interval over the
 items (bootstrap.py) with Holm-adjusted p over all (design x category) comparisons; the mean and spread of each
-category mean across seeds; the convergence rule per run (convergence.py); and the verdict on each of the paper's
-claims (paper.py). The Markdown and HTML reports only render this object, and `results.json` carries its
-`comparisons`.
+category mean across seeds; the adequacy rule per run (adequacy.py); and the verdict on each of the paper's
+claims (paper.py), none where a run on either side is inadequate. The Markdown and HTML reports only render this
+object, and `results.json` carries its `comparisons`.
 
 Runs of one design trained with different seeds share a `group` in results.json (the design's key); a study without
 `study.seeds` has one run per group, keyed like the group.
@@ -22,9 +22,9 @@ import numpy as np
 
 from poolattn.evaluation.items import ITEMS_DIR, TaskItems, load_run_items, suite_pair_texts
 from poolattn.study.bootstrap import BOOTSTRAP_SEED, N_BOOTSTRAP, Comparison, PairedBootstrap, with_holm
-from poolattn.study.convergence import Convergence, convergence
+from poolattn.study.adequacy import Adequacy, adequacy
 from poolattn.study.paper import CLAIMED_DESIGNS, PAPER_DELTAS, REFERENCE_DESIGN, PaperClaim
-from poolattn.study.results import StudyResults
+from poolattn.study.results import Run, StudyResults
 from poolattn.study.stats import StudyStats, compare
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 ALPHA = 0.05
 """Significance level of the Holm-adjusted p, as in the paper."""
 
-AGREE, DISAGREE, INCONCLUSIVE, UNDERTRAINED = "agree", "disagree", "inconclusive", "inconclusive: undertrained"
+AGREE, DISAGREE, INCONCLUSIVE, NO_VERDICT = "agree", "disagree", "inconclusive", "no verdict: inadequate"
 
 
 @dataclass(frozen=True)
@@ -47,11 +47,15 @@ class Group:
     seeds: tuple[int | None, ...]
     category_means: dict[str, tuple[float | None, float | None]]
     """category -> (mean over seeds of the category mean, its standard deviation across seeds; None for 1 seed)."""
-    undertrained_runs: tuple[str, ...] = ()
+    inadequate_runs: tuple[str, ...] = ()
+    holdout_final: float | None = None
+    """Mean over seeds of the held-out recall@1 at the curve's last point (None: a run has no curve)."""
+    holdout_half: float | None = None
+    """The same at half the training steps."""
 
     @property
-    def undertrained(self) -> bool:
-        return bool(self.undertrained_runs)
+    def inadequate(self) -> bool:
+        return bool(self.inadequate_runs)
 
 
 @dataclass(frozen=True)
@@ -83,13 +87,13 @@ class Verdict:
 
 @dataclass(frozen=True)
 class StudyAnalysis:
-    """Everything the report states, as numbers: the score tables, the intervals, seeds, convergence, verdicts."""
+    """Everything the report states, as numbers: the score tables, the intervals, seeds, adequacy, verdicts."""
 
     table: StudyStats
     """Per-run category means and deltas against the reference design's first run."""
     reference: str | None
     groups: dict[str, Group]
-    convergence: dict[str, Convergence | None]
+    adequacy: dict[str, Adequacy | None]
     comparisons: dict[str, dict[str, Comparison | None]]
     """design -> category -> comparison with the reference (Holm-adjusted across this whole table)."""
     task_comparisons: dict[str, dict[str, Comparison | None]]
@@ -103,14 +107,28 @@ class StudyAnalysis:
     probe_draws: dict[str, int] = field(default_factory=dict)
     """classification task -> the fewest draws of the probe's training sample any run recorded."""
 
-    def undertrained(self, run: str) -> bool:
-        return (conv := self.convergence.get(run)) is not None and conv.undertrained
+    def inadequate(self, run: str) -> bool:
+        return (found := self.adequacy.get(run)) is not None and found.inadequate
+
+    def holds_at_half_budget(self, group: str) -> bool | None:
+        """Does the held-out recall@1 ordering of `group` vs the reference at the end of training hold at half the
+        steps too? None without a curve on both sides."""
+        g, ref = self.groups[group], self.groups.get(self.reference) if self.reference else None
+        values = (g.holdout_final, g.holdout_half, *((ref.holdout_final, ref.holdout_half) if ref else (None,)))
+        if ref is None or any(v is None for v in values):
+            return None
+        return bool(np.sign(g.holdout_final - ref.holdout_final) == np.sign(g.holdout_half - ref.holdout_half))
 
     def results_fields(self) -> dict[str, object]:
-        """What results.json gains: the reference and every comparison, JSON-ready."""
+        """What results.json gains: the reference, every comparison, and per design the held-out budget check."""
         return {"reference": self.reference,
                 "comparisons": {g: {c: (cell.to_json() if cell else None) for c, cell in cells.items()}
-                                for g, cells in self.comparisons.items()}}
+                                for g, cells in self.comparisons.items()},
+                "holdout_budget": {g: {"inadequate_runs": list(self.groups[g].inadequate_runs),
+                                       "holdout_recall_final": self.groups[g].holdout_final,
+                                       "holdout_recall_half": self.groups[g].holdout_half,
+                                       "holds_at_half_budget": self.holds_at_half_budget(g)}
+                                   for g in self.comparisons}}
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -119,12 +137,12 @@ class StudyAnalysis:
                                  for g, cells in self.task_comparisons.items()},
             "groups": {k: {"label": g.label, "runs": list(g.runs), "seeds": list(g.seeds),
                            "category_means": {c: list(v) for c, v in g.category_means.items()},
-                           "undertrained_runs": list(g.undertrained_runs)} for k, g in self.groups.items()},
-            "convergence": {k: (c.to_json() if c else None) for k, c in self.convergence.items()},
+                           "inadequate_runs": list(g.inadequate_runs)} for k, g in self.groups.items()},
+            "adequacy": {k: (a.to_json() if a else None) for k, a in self.adequacy.items()},
             "verdicts": [{"category": v.category, "design": v.group, "number": v.number, "verdict": v.verdict,
                           "reason": v.reason, "paper_low": v.claim.low, "paper_high": v.claim.high,
-                          "paper_sign": v.paper_sign, "paper_significant": v.paper_significant}
-                         for v in self.verdicts],
+                          "paper_sign": v.paper_sign, "paper_significant": v.paper_significant,
+                          "holds_at_half_budget": self.holds_at_half_budget(v.group)} for v in self.verdicts],
             "bootstrap": {"replicates": self.n_boot, "seed": self.bootstrap_seed, "schemes": self.schemes,
                           "probe_draws": self.probe_draws},
             "missing_items": self.missing_items,
@@ -134,7 +152,11 @@ class StudyAnalysis:
 # ------------------------------------------------------------------------------------------------ pieces
 
 
-def _groups(results: StudyResults, table: StudyStats, conv: dict[str, Convergence | None]) -> dict[str, Group]:
+def _mean(values: list[float | None]) -> float | None:
+    return None if not values or any(v is None for v in values) else float(np.mean(values))
+
+
+def _groups(results: StudyResults, table: StudyStats, judged: dict[str, Adequacy | None]) -> dict[str, Group]:
     members: dict[str, list[str]] = {}
     for key in results.run_order():
         members.setdefault(results.runs[key].group, []).append(key)
@@ -148,7 +170,9 @@ def _groups(results: StudyResults, table: StudyStats, conv: dict[str, Convergenc
                                float(np.std(values, ddof=1)) if len(values) > 1 else None)
         out[group] = Group(group, first.group_label, first.number, first.trained, tuple(keys),
                            tuple(results.runs[k].seed for k in keys), means,
-                           tuple(k for k in keys if conv.get(k) is not None and conv[k].undertrained))
+                           tuple(k for k in keys if judged.get(k) is not None and judged[k].inadequate),
+                           _mean([judged[k].final[1] if judged.get(k) and judged[k].final else None for k in keys]),
+                           _mean([judged[k].half[1] if judged.get(k) and judged[k].half else None for k in keys]))
     return out
 
 
@@ -157,19 +181,19 @@ def significant(comparison: Comparison | None) -> bool:
     return comparison is not None and comparison.p_holm is not None and comparison.p_holm < ALPHA
 
 
-def _verdict(claim: PaperClaim, group: Group, reference: Group, comparison: Comparison | None) -> Verdict:
-    if comparison is None:
+def _verdict(claim: PaperClaim, group: Group, reference: Group, comparison: Comparison | None,
+             judged: dict[str, Adequacy | None], labels: dict[str, str]) -> Verdict:
+    inadequate = [f"{labels[k]} is inadequate: {'; '.join(judged[k].reasons)}"
+                  for g in (group, reference) for k in g.inadequate_runs]
+    if inadequate:
+        verdict, reason = NO_VERDICT, " | ".join(inadequate) + " (see Adequacy)"
+    elif comparison is None:
         verdict, reason = INCONCLUSIVE, "no item evidence to build an interval"
     elif not significant(comparison):
         verdict, reason = INCONCLUSIVE, (f"Holm p ≥ {ALPHA}" + (" (the unadjusted 95% interval excludes 0)"
                                                                 if comparison.excludes_zero else ""))
     elif claim.on_its_side(comparison.delta):
         verdict, reason = AGREE, f"Holm p < {ALPHA}, on the paper's side"
-    elif group.undertrained or reference.undertrained:
-        who = [g.label for g in (group, reference) if g.undertrained]
-        verdict, reason = UNDERTRAINED, f"Holm p < {ALPHA} on the other side, but {' and '.join(who)} " \
-                                        f"{'was' if len(who) == 1 else 'were'} undertrained (still learning when " \
-                                        "training stopped, or never learned: see Convergence)"
     else:
         verdict, reason = DISAGREE, f"Holm p < {ALPHA}, on the other side"
     return Verdict(claim, group.key, int(group.number), comparison, verdict, reason)
@@ -185,6 +209,12 @@ def _with_texts(task: str, items: TaskItems, texts: dict[str, list[tuple[str, st
 
 
 # ------------------------------------------------------------------------------------------------ analyse
+
+
+def _reference_run(results: StudyResults, reference: str, run: Run) -> Run | None:
+    """The reference design's run trained with `run`'s seed (the same batches), else its first run."""
+    candidates = [r for k, r in results.runs.items() if r.trained and (k == reference or r.group == reference)]
+    return next((r for r in candidates if r.seed == run.seed), candidates[0] if candidates else None)
 
 
 def replicates_for(comparisons: int) -> int:
@@ -210,9 +240,9 @@ def analyse(results: StudyResults, items_dir: str | Path | None = None, *, refer
         (k for k in results.run_order() if runs[k].group == reference), reference)
     table = compare(results, reference_run)
     categories = results.tasks_by_category()
-    conv = {key: convergence(run.train.loss_history if run.train else []) if run.trained else None
-            for key, run in runs.items()}
-    groups = _groups(results, table, conv)
+    judged = {key: adequacy(run, results.settings, _reference_run(results, reference, run))
+              for key, run in runs.items()}
+    groups = _groups(results, table, judged)
     loaded = {key: (load_run_items(Path(items_dir) / key) if items_dir is not None else {}) for key in runs}
     texts: dict[str, list[tuple[str, str]] | None] = {}
     loaded = {key: {t: _with_texts(t, items, texts) for t, items in found.items()} for key, found in loaded.items()}
@@ -236,7 +266,8 @@ def analyse(results: StudyResults, items_dir: str | Path | None = None, *, refer
                 continue
             claimed = (g for g in compared if groups[g].number in CLAIMED_DESIGNS)
             for g in sorted(claimed, key=lambda g: groups[g].number):
-                verdicts.append(_verdict(claim, groups[g], groups[ref], by_category[g][category]))
+                verdicts.append(_verdict(claim, groups[g], groups[ref], by_category[g][category], judged,
+                                         {k: r.label for k, r in runs.items()}))
     schemes = {t: scheme for t in (t for tasks in categories.values() for t in tasks)
                if (scheme := boot.scheme(t)) is not None}
     draws = {}
@@ -244,7 +275,7 @@ def analyse(results: StudyResults, items_dir: str | Path | None = None, *, refer
         for t, items in found.items():
             if items.category == "classification":
                 draws[t] = min(draws.get(t, items.n_draws), items.n_draws)
-    return StudyAnalysis(table, ref, groups, conv, by_category, by_task, verdicts, n_boot, seed, missing, schemes,
+    return StudyAnalysis(table, ref, groups, judged, by_category, by_task, verdicts, n_boot, seed, missing, schemes,
                          dict(sorted(draws.items())))
 
 

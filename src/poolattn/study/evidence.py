@@ -1,4 +1,4 @@
-"""Report sections that render a `StudyAnalysis`: intervals, seeds, convergence and the verdict on the paper's claims.
+"""Report sections that render a `StudyAnalysis`: intervals, seeds, adequacy and the verdict on the paper's claims.
 
 Presentation only: every number comes from the analysis object (analysis.py), formatted here.
 """
@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from poolattn.evaluation.items import ITEMS_DIR
-from poolattn.study.analysis import ALPHA, AGREE, DISAGREE, UNDERTRAINED, StudyAnalysis, significant
+from poolattn.study.adequacy import INADEQUATE_MARK, RULE, marked
+from poolattn.study.analysis import ALPHA, AGREE, DISAGREE, NO_VERDICT, StudyAnalysis, significant
 from poolattn.study.bootstrap import COMPONENTS, CONFIDENCE, HALF_SAMPLES, TEXTS, Comparison
-from poolattn.study.convergence import RULE
-from poolattn.study.fmt import DASH, UNDERTRAINED_MARK, marked, pvalue, signed
+from poolattn.study.fmt import DASH, pvalue, score, signed
 from poolattn.study.render import Block, Bullets, Cell, Figure, Heading, Span, Table, para, render_markdown
 from poolattn.study.stats import category_title
 
@@ -73,7 +73,7 @@ def _draws_text(analysis: StudyAnalysis) -> str:
 
 def marked_label(analysis: StudyAnalysis, group: str) -> str:
     g = analysis.groups[group]
-    return marked(g.label, g.undertrained)
+    return marked(g.label, g.inadequate)
 
 
 def _seeds_text(analysis: StudyAnalysis, group: str) -> str:
@@ -111,8 +111,8 @@ def intervals_section(analysis: StudyAnalysis, categories: dict[str, list[str]],
         f"(times Holm's factor). One rule decides whether a difference counts, here and in the verdicts: Holm p < "
         f"{ALPHA} (bold, highlighted, colored by its sign); the interval printed beside it is the unadjusted "
         f"{CONFIDENCE:.0%} one, so an interval can exclude 0 while its Holm p does not count. "
-        f"Designs marked{UNDERTRAINED_MARK} were still learning when training stopped, or never learned "
-        "(see Convergence).",
+        f"Designs marked{INADEQUATE_MARK} have a run the adequacy rule calls inadequate; they get no verdict "
+        "(see Adequacy).",
         muted=True)]
     header = [Cell("Design"), Cell("Seeds (vs ref.)", ("num",))] + [Cell(category_title(c), ("num",))
                                                                        for c in categories]
@@ -166,22 +166,37 @@ def seeds_section(analysis: StudyAnalysis, categories: dict[str, list[str]]) -> 
                   rows)]
 
 
-def convergence_section(analysis: StudyAnalysis, labels: dict[str, str]) -> list[Block]:
+def _budget_text(a) -> str:
+    if a.half is None or a.final is None:
+        return DASH
+    return f"{score(a.half[1])} (step {a.half[0]}) / {score(a.final[1])} (step {a.final[0]})"
+
+
+def adequacy_section(analysis: StudyAnalysis, labels: dict[str, str]) -> list[Block]:
+    """Per trained run: the loss against chance and the reference, the held-out gain and curve, the rule's reading."""
     rows = []
-    for key, c in analysis.convergence.items():
-        if c is None:
+    for key, a in analysis.adequacy.items():
+        if a is None:
             continue
-        state = c.state
-        slope = DASH if c.slope is None else (f"{c.slope:.4f} [{c.slope_ci95[0]:.4f}, {c.slope_ci95[1]:.4f}]")
-        rows.append([Cell(labels.get(key, key)), Cell(f"{c.start:.3f}", ("num",)), Cell(f"{c.end:.3f}", ("num",)),
-                     Cell(slope, ("num",)), Cell(DASH if c.drop is None else f"{c.drop:.1%}", ("num",)),
-                     Cell(state, ("disagree",) if c.undertrained else ())])
+        chance = DASH if a.chance is None else f"ln {a.candidates} = {a.chance:.2f}"
+        loss = DASH if a.loss_last_quarter is None else (
+            f"{a.loss_last_quarter:.2f}" + ("" if a.loss_fraction is None else f" ({a.loss_fraction:.0%})"))
+        gain = DASH if a.gain is None else signed(a.gain)
+        rows.append([Cell(labels.get(key, key)), Cell(chance, ("num",)), Cell(loss, ("num",)),
+                     Cell(signed(a.loss_vs_reference, 2), ("num",)), Cell(gain, ("num",)),
+                     Cell(_budget_text(a), ("num",)), Cell(signed(a.late_rise), ("num",)),
+                     Cell(a.state, ("disagree",) if a.inadequate else ())])
     if not rows:
         return []
-    return [Heading("Convergence", 3), para(f"Rule: {RULE}.", muted=True),
-            Table([Cell("Run"), Cell("First loss", ("num",)), Cell("Last loss", ("num",)),
-                   Cell("Slope per step, last quarter [95% CI]", ("num",)), Cell("Fitted drop", ("num",)),
-                   Cell("Verdict")], rows)]
+    return [Heading("Adequacy", 3), para(
+        f"Rule: {RULE}. Chance is the loss of uninformative logits, ln of the candidates in one softmax (contrastive "
+        "batch × (1 positive + hard negatives)). Loss vs reference: the mean difference from the reference design's "
+        "loss on the same steps of the last quarter, which saw the same batches (same training seed). Held-out "
+        "recall@1 at half / all steps: from the curve of the held-out check along training.", muted=True),
+        Table([Cell("Run"), Cell("Chance", ("num",)), Cell("Last-quarter loss (of chance)", ("num",)),
+               Cell("Loss vs reference", ("num",)), Cell("Held-out recall@1 gain", ("num",)),
+               Cell("Held-out recall@1 at half / all steps", ("num",)), Cell("Rise, last quarter", ("num",)),
+               Cell("Reading")], rows)]
 
 
 def verdict_section(analysis: StudyAnalysis) -> list[Block]:
@@ -196,11 +211,11 @@ def verdict_section(analysis: StudyAnalysis) -> list[Block]:
         c = v.comparison
         tag = {AGREE: ("agree",), DISAGREE: ("disagree",)}.get(v.verdict, ())
         rows.append([Cell(category_title(v.category)), Cell(marked(f"design {v.number}",
-                                                                   analysis.groups[v.group].undertrained)),
+                                                                   analysis.groups[v.group].inadequate)),
             Cell(paper, ("num",)), Cell(this_design), _interval_cell(c), Cell(p_text(c, holm=True), ("num",)),
             Cell(DASH if c is None else str(c.n_seeds), ("num",)), Cell(v.verdict, tag), Cell(v.reason)])
     counts = {name: sum(v.verdict == name for v in analysis.verdicts)
-              for name in (AGREE, DISAGREE, "inconclusive", UNDERTRAINED)}
+              for name in (AGREE, DISAGREE, "inconclusive", NO_VERDICT)}
     return [
         Heading("Verdict on the paper's claims", 3),
         para(f"Each claim is design N against design 1 on a category. The paper gives, per category, the range of "
@@ -208,8 +223,8 @@ def verdict_section(analysis: StudyAnalysis) -> list[Block]:
              "designs' differences were significant; the column \"Paper, this design\" reads both for the design. "
              f"agree / disagree only when this study's Holm-adjusted p < {ALPHA} (the rule that bolds the interval "
              "tables), with Δ on the paper's side / the other side; inconclusive otherwise, even where the "
-             f"unadjusted {CONFIDENCE:.0%} interval excludes 0; a design (or the reference) the convergence rule "
-             f"calls undertrained turns a disagreement into \"{UNDERTRAINED}\". An agreement where the paper's own "
+             f"unadjusted {CONFIDENCE:.0%} interval excludes 0; \"{NO_VERDICT}\" when a run of the design or of the "
+             "reference is inadequate (see Adequacy), whatever its p. An agreement where the paper's own "
              "difference was not significant matches a direction the paper did not establish. The Seeds column says "
              "how many seeds of the design each verdict rests on.", muted=True),
         Table([Cell("Category"), Cell("Design"), Cell("Paper Δ range (designs 2-5)", ("num",)),

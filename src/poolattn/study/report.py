@@ -2,7 +2,7 @@
 
 The report is a list of blocks (render.py) rendered to Markdown and to HTML, so the two files never disagree. Every
 number comes from one typed object, `analysis.analyse`'s `StudyAnalysis` (the score tables, intervals, seeds,
-convergence and verdicts), over the typed results (results.py); the sections only arrange and format them: the score
+adequacy and verdicts), over the typed results (results.py); the sections only arrange and format them: the score
 tables in tables.py, the evidence in evidence.py, how the runs were made in provenance.py, the summary and the
 comparison with the paper here.
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from poolattn.study import evidence, fmt, plots
+from poolattn.study.adequacy import marked
 from poolattn.study.analysis import StudyAnalysis, analyse
 from poolattn.study.paper import PAPER_DELTAS, REFERENCE_DESIGN
 from poolattn.study.provenance import data_text, differences_section, machine_text, training_section
@@ -103,7 +104,7 @@ def _paper_blocks(results: StudyResults, analysis: StudyAnalysis, labels: dict[s
 def build_report(results: StudyResults, analysis: StudyAnalysis, figures: dict[str, Path]) -> list[Block]:
     """The whole report as blocks, in reading order."""
     stats = analysis.table
-    labels = {k: fmt.marked(r.label, analysis.undertrained(k)) for k, r in stats.runs.items()}
+    labels = {k: marked(r.label, analysis.inadequate(k)) for k, r in stats.runs.items()}
     categories = {c: cat.tasks for c, cat in stats.categories.items()}
     blocks: list[Block] = [Heading(f"Pooling and attention study: {results.name or 'study'}", 1)]
     blocks += _summary(results, stats, labels)
@@ -114,7 +115,7 @@ def build_report(results: StudyResults, analysis: StudyAnalysis, figures: dict[s
     blocks += _paper_blocks(results, analysis, labels)
     blocks += differences_section(results, stats.run_order, labels)
     blocks += training_section(results, stats.run_order, labels, figures)
-    blocks += evidence.convergence_section(analysis, labels)
+    blocks += evidence.adequacy_section(analysis, labels)
     return blocks
 
 

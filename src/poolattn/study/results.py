@@ -142,6 +142,12 @@ class Training:
     recall_after: float | None
     lora_parameters: int | None
     head_parameters: int | None
+    holdout_curve: tuple[tuple[int, float, float], ...] = ()
+    """(step, recall@1, MRR) of the held-out check along training, step 0 first; empty: not recorded."""
+    contrastive_batch: int | None = None
+    """Records in one softmax, as the run recorded it (None: not recorded)."""
+    hard_negatives: float | None = None
+    """Hard negatives per training record (mean), as the run recorded it (None: not recorded)."""
 
     @property
     def losses(self) -> list[tuple[float, float]]:
@@ -237,7 +243,9 @@ def _training(raw: Mapping[str, Any] | None) -> Training | None:
     return Training(raw.get("steps"), raw.get("seconds"),
                     tuple((step, loss) for step, loss in raw.get("loss_history") or []),
                     _get(raw, "holdout_before.recall@1"), _get(raw, "holdout_after.recall@1"),
-                    params.get("lora"), params.get("head"))
+                    params.get("lora"), params.get("head"),
+                    tuple((int(step), float(r1), float(mrr)) for step, r1, mrr in raw.get("holdout_curve") or []),
+                    raw.get("contrastive_batch"), raw.get("hard_negatives"))
 
 
 def _run(key: str, raw: Mapping[str, Any]) -> Run:

@@ -165,6 +165,9 @@ def _train_run(run: RunPlan, force: bool) -> dict[str, Any]:
         "loss_history": history,
         "holdout_before": holdout.get("before"),
         "holdout_after": holdout.get("after"),
+        "holdout_curve": holdout.get("curve"),  # (step, recall@1, MRR) every train.eval_steps; None: older run
+        "contrastive_batch": summary.get("contrastive_batch"),
+        "hard_negatives": summary.get("hard_negatives"),
         "trainable_parameters": summary.get("trainable_parameters"),
         "precision": summary.get("precision"),  # what dtype: auto resolved to for training on this machine
     }

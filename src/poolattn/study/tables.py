@@ -1,7 +1,7 @@
 """The report's score tables: each run's category means and its delta against the reference, overall and per category.
 
 Presentation only: the numbers come from `StudyStats` (stats.py); `labels` carries each run's label as every table
-prints it (with its undertrained mark).
+prints it (with its inadequate mark).
 """
 
 from __future__ import annotations

@@ -58,6 +58,10 @@ class HoldoutCallback(TrainerCallback):
         self.history.append({"step": step, **metrics})
         return metrics
 
+    def curve(self) -> list[list[float]]:
+        """[[step, recall@1, MRR], ...] of every check so far, the one before training first."""
+        return [[h["step"], h["recall@1"], h["mrr"]] for h in self.history]
+
     def _write(self) -> None:
         data = {"records": len(self.records), "before": self.before, "history": self.history,
                 "after": self.history[-1] if self.history else None}

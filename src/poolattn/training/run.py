@@ -89,6 +89,11 @@ def split_holdout(dataset: TripleDataset, count: int, max_records: int | None) -
     return part, [dataset[i] for i in held]
 
 
+def hard_negatives_per_record(dataset: TripleDataset) -> float:
+    """Mean hard negatives per training record: with the contrastive batch, it sets the candidates per softmax."""
+    return sum(len(dataset[i].negatives) for i in range(len(dataset))) / max(len(dataset), 1)
+
+
 def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
     out = []
     for key in sorted(set(old) | set(new)):
@@ -282,13 +287,13 @@ def train(config: Config, *, callbacks: list | None = None) -> TrainResult:
     result = TrainResult(out, trainer.state.global_step, losses[-1] if losses else None,
                          time.perf_counter() - start, None)
     if holdout is not None and holdout.history:
-        result.holdout = {"before": holdout.before, "after": holdout.history[-1]}
+        result.holdout = {"before": holdout.before, "after": holdout.history[-1], "curve": holdout.curve()}
     if args.should_save:
         summary = {**dataclasses.asdict(result), "output_dir": str(out), "train_loss": output.training_loss,
                    "records": len(dataset), "skipped_batches": trainer.skipped_batches,
                    "bad_records_skipped": dataset.report.skipped, "duplicate_records": duplicates,
                    "duplicate_records_dropped": duplicates if config.data.on_bad_record == "skip" else 0,
-                   "contrastive_batch": contrastive,
+                   "contrastive_batch": contrastive, "hard_negatives": hard_negatives_per_record(dataset),
                    "texts_seen": collator.texts, "texts_truncated": collator.truncated,
                    "trainable_parameters": {"lora": counts["lora"], "head": counts["head"]},
                    "precision": {"weights": weights_dtype, "bf16_autocast": autocast},
