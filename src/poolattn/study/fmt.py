@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 DASH = "—"
-UNDERTRAINED_MARK = " (undertrained)"
 
 
 def score(value: float | None) -> str:
@@ -58,9 +57,6 @@ def count(n: int | None) -> str:
 def listing(value: object) -> str:
     return ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
-
-def marked(label: str, undertrained: bool) -> str:
-    return label + (UNDERTRAINED_MARK if undertrained else "")
 
 
 def _camel_words(name: str) -> list[str]:
