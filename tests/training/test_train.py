@@ -235,6 +235,7 @@ def test_resuming_with_other_settings_or_data_is_refused_with_the_difference(tin
 
 
 def test_the_held_out_curve_is_recorded_every_eval_steps_and_ends_on_the_saved_model(tiny_llama, tmp_path):
+    from poolattn.study.eta import _holdout_encodes
     from poolattn.training.callbacks import holdout_metrics
     from poolattn.training.run import load_training_data, split_holdout
 
@@ -243,6 +244,9 @@ def test_the_held_out_curve_is_recorded_every_eval_steps_and_ends_on_the_saved_m
     summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
     curve = summary["holdout"]["curve"]
     assert [point[0] for point in curve] == [0, 2, 4]  # before training, every 2 steps, the last step once
+    # the ETA counts the same checks: 2 texts per held-out record per check
+    assert _holdout_encodes(config, 4) == 2 * 6 * len(curve)
+    assert _holdout_encodes(config, 5) == 2 * 6 * (len(curve) + 1)  # 5 steps: 0, 2, 4 and the last step, 5
     assert curve[0][1:] == [result.holdout["before"]["recall@1"], result.holdout["before"]["mrr"]]
     _, held = split_holdout(load_training_data(config), 6, None)
     saved = holdout_metrics(Embedder.load(tmp_path / "run", device="cpu", backbone=str(tiny_llama)), held)

@@ -98,9 +98,12 @@ def _planned_steps(run_config: Config) -> int:
 
 
 def _holdout_encodes(run_config, steps: int) -> int:
-    """Texts the held-out check encodes in one training run: 2 per record, before, after and every eval_steps."""
+    """Texts the held-out check encodes in one training run: 2 per record, before training, at every multiple of
+    eval_steps, and after the last step unless that step was a multiple (HoldoutCallback measures it once)."""
     holdout, every = run_config.data.holdout, run_config.train.eval_steps
-    checks = 2 + (steps // every if every else 0) if holdout else 0
+    if not holdout:
+        return 0
+    checks = 1 + (steps // every + (1 if steps % every else 0) if every else 1)
     return 2 * holdout * checks
 
 
