@@ -18,7 +18,7 @@ from poolattn.data.collator import TripletCollator
 from poolattn.data.records import bundled_training_set
 from poolattn.model import Embedder
 from poolattn.training.recipe import (batch_sampler, build_optimizer, build_scheduler, build_step, planned_steps,
-                                     training_precision)
+                                     training_precision, use_training_kernel)
 from poolattn.training.run import load_training_data
 from poolattn.training.trainer import to_training_arguments
 
@@ -66,6 +66,13 @@ def time_encode(model: Embedder, texts: Sequence[str], *, batch_size: int = 32,
     return Rate(len(texts), tokens, time.perf_counter() - start)
 
 
+def training_model(config: Config) -> Embedder:
+    """A fresh model as `train` builds it: dtype chosen for training, the training attention kernel."""
+    model = Embedder.from_config(config.model, purpose="train")
+    use_training_kernel(model, config)
+    return model
+
+
 def time_train_steps(config: Config, steps: int = 2, *, model: Embedder | None = None, warmup: int = 1) -> Rate:
     """`steps` contrastive optimizer steps of `config` after `warmup` untimed ones; returns the timed steps and their
     real tokens.
@@ -77,10 +84,7 @@ def time_train_steps(config: Config, steps: int = 2, *, model: Embedder | None =
     if steps < 1:
         raise ValueError(f"steps={steps} must be >= 1")
     _, autocast = training_precision(config)
-    if model is None:
-        model = Embedder.from_config(config.model, purpose="train")
-        if config.train.attn_implementation and config.train.attn_implementation != config.model.attn_implementation:
-            model.backbone.get_base_model().set_attn_implementation(config.train.attn_implementation)
+    model = model if model is not None else training_model(config)
     model.train()
     dataset = load_training_data(config)
     sampler = batch_sampler(config, dataset)

@@ -55,10 +55,12 @@ def test_dry_run_prints_the_estimated_minutes(tiny_llama, tmp_path, capsys):
     config = tmp_path / "tiny.yaml"
     config.write_text(_config(tiny_llama, tmp_path).to_yaml())
     assert main(["study", "--config", str(config), "--dry-run"]) == 0
-    values = dict(line.split("=", 1) for line in capsys.readouterr().out.splitlines() if line.startswith("estimated_"))
+    out = capsys.readouterr().out
+    values = dict(line.split("=", 1) for line in out.splitlines() if line.startswith("estimated_"))
     assert int(values["estimated_minutes"]) >= 1
     train, evaluation = float(values["estimated_train_seconds"]), float(values["estimated_eval_seconds"])
     assert train > 0 and evaluation > 0 and int(values["estimated_minutes"]) == max(1, -(-(train + evaluation) // 60))
+    assert "prefix_cache=" in out and "prefix cache off: no frozen layer" in out  # LoRA on every layer of this plan
     assert not (tmp_path / "study").exists()  # a dry run writes nothing
 
 
@@ -80,3 +82,43 @@ def test_a_calibrated_study_logs_its_estimate_and_runs(tiny_llama, tmp_path, cap
         results = run_study(plan, progress=False, calibrate=True)
     assert any("estimated study time on this machine" in r.getMessage() for r in caplog.records)
     assert set(json.loads(results.read_text())["runs"]) == {"baseline", "1"}
+
+
+def test_with_the_prefix_cache_a_run_costs_the_warm_rate_when_an_earlier_run_stored_what_it_needs(tmp_path):
+    calibration = Calibration(step_seconds={k: 1.0 for k in "12345"}, eval_overhead_seconds=10.0, eval_texts=1000,
+                              encode_seconds_per_text=0.01, encode_seconds_per_text_warm=0.004)
+    config = merge(_config("tiny", tmp_path), {"study": {"designs": [1, 2, 3, 4, 5]}, "data": {"holdout": 50}})
+    guess = estimate(make_plan(config), calibration)
+    cold, warm = 10.0 + 1000 * 0.01, 10.0 + 1000 * 0.004
+    # baseline: first causal run; 1, 2: causal states stored; 3: the first head that needs causal per-layer vectors;
+    # 4: first bidirectional; 5: the first head that needs bidirectional (mean) per-layer vectors
+    assert guess.eval == {"baseline": cold, "1": warm, "2": warm, "3": cold, "4": cold, "5": cold}
+    # held-out checks (50 pairs, before and after 3 steps): the first check is cold for the first run of its kind,
+    # every later check finds the held-out texts stored by the first
+    first_cold, all_warm = 3.0 + 100 * 0.01 + 100 * 0.004, 3.0 + 200 * 0.004
+    assert guess.train == pytest.approx({"1": first_cold, "2": all_warm, "3": first_cold, "4": first_cold,
+                                         "5": first_cold})
+    off = estimate(make_plan(merge(config, {"model": {"prefix_cache": "off"}})), calibration)
+    assert set(off.eval.values()) == {cold} and set(off.train.values()) == {3.0 + 200 * 0.01}
+    no_warm_rate = Calibration(calibration.step_seconds, 10.0, 1000, 0.01)  # the calibration found the cache off
+    assert set(estimate(make_plan(config), no_warm_rate).eval.values()) == {cold}
+
+
+def test_the_plan_and_the_calibration_say_whether_the_prefix_cache_is_on_and_why_not(tiny_llama, tmp_path):
+    from poolattn.study.plan import describe
+
+    upper = merge(_config(tiny_llama, tmp_path), {"model": {"lora": {"layers": [-1], "dropout": 0.0}},
+                                                  "study": {"designs": [1]}})
+    assert "prefix_cache=auto: the layers below the lowest layer of model.lora.layers" in describe(make_plan(upper))
+    every = merge(_config(tiny_llama, tmp_path), {"study": {"designs": [1]}})  # LoRA on every layer
+    assert "prefix_cache=off: LoRA adapts every layer" in describe(make_plan(every))
+    switched = merge(upper, {"model": {"prefix_cache": "off"}})
+    assert "prefix_cache=off (model.prefix_cache: off)" in describe(make_plan(switched))
+
+    on = calibrate(make_plan(upper))
+    assert on.prefix_cache == ("training prefix cache on (layers 0..0 of 2 run once per text); "
+                               "evaluation prefix cache on (layers 0..0 of 2 run once per text)")
+    assert on.encode_seconds_per_text_warm is not None and on.encode_seconds_per_text_warm > 0
+    off = calibrate(make_plan(every))
+    assert off.encode_seconds_per_text_warm is None
+    assert "prefix cache off: no frozen layer below the first adapted one" in off.prefix_cache

@@ -54,10 +54,11 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         if not args.no_estimate:
             # lazy: the calibration imports what a study run does (~12 s), see the cli package docstring
-            from poolattn.study.eta import calibrate, describe_estimate, estimate
+            from poolattn.study.eta import calibrate, describe_calibration, describe_estimate, estimate
 
             try:
-                print("\n".join(describe_estimate(estimate(plan, calibrate(plan)))))
+                calibration = calibrate(plan)
+                print("\n".join(describe_estimate(estimate(plan, calibration)) + describe_calibration(calibration)))
             except InputNotFoundError as exc:  # the plan stands without the backbone; only the estimate needs it
                 print(f"estimated_minutes=unknown\nno estimate is possible: the backbone is needed to time a step "
                       f"and it cannot be read here ({exc})")

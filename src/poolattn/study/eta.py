@@ -8,6 +8,13 @@ that does not depend on the model) and exactly the texts it asks to encode, with
 untrained baseline then encodes an even sample of those texts at the evaluation batch size and dtype, and
 seconds per text x texts is the encoding time of every run. The estimate keeps these parts apart, so a reader
 (and a test) can see what it is made of.
+
+The frozen-prefix cache (backbone/prefix.py) makes some runs cheaper than others, and the estimate follows it:
+the sample is encoded twice, with every layer (what the first run of an attention mode costs) and with the frozen
+layers' output found in the cache (what a later run of that mode costs, when it needs nothing the earlier runs did
+not store: a multi-layer head also needs its per-layer vectors). Training needs no such rule: the designs are
+calibrated in the plan's order on their own first batches, so a later design of a mode and seed meets the
+batches the earlier one stored, as it will in the study.
 """
 
 from __future__ import annotations
@@ -20,11 +27,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from poolattn.backbone.prefix import PrefixCache
+from poolattn.backbone.prefix_store import PrefixStore
 from poolattn.config import Config, merge
 from poolattn.evaluation.baselines import RandomEncoder
 from poolattn.evaluation.run import evaluate
 from poolattn.model import Embedder
-from poolattn.speed import time_encode, time_train_steps
+from poolattn.speed import time_encode, time_train_steps, training_model
 from poolattn.study.plan import StudyPlan, expand_tasks
 from poolattn.training.recipe import batch_sampler, planned_steps
 from poolattn.training.run import load_training_data, split_holdout
@@ -41,8 +50,17 @@ class Calibration:
     step_seconds: dict[str, float]
     eval_overhead_seconds: float   # one evaluation of the plan's tasks minus its encoding
     eval_texts: int                # texts one evaluation encodes
-    encode_seconds_per_text: float
+    encode_seconds_per_text: float  # every layer run: the prefix cache off, or the first run of an attention mode
     seconds: float = 0.0           # how long the calibration itself took
+    # the frozen layers' output read from the prefix cache; None where the cache is off (see `prefix_cache`)
+    encode_seconds_per_text_warm: float | None = None
+    prefix_cache: str = "not calibrated"  # "on (...)" or "off: <why>", as the evaluation and training models found it
+
+    def encode_seconds(self, warm: bool) -> float:
+        """Seconds per text of an encoding that finds its frozen prefix in the cache (`warm`) or runs every layer."""
+        if warm and self.encode_seconds_per_text_warm is not None:
+            return self.encode_seconds_per_text_warm
+        return self.encode_seconds_per_text
 
 
 @dataclass(frozen=True)
@@ -107,16 +125,57 @@ def _holdout_encodes(run_config, steps: int) -> int:
     return 2 * holdout * checks
 
 
+def prefix_key(run_config: Config) -> tuple[str, tuple | None] | None:
+    """What a run's encodings need from the prefix cache: its attention mode and, for a multi-layer head, the
+    per-layer vectors it reads (summary, layers); None where its config turns the cache off."""
+    model = run_config.model
+    if model.prefix_cache == "off":
+        return None
+    pooling = model.pooling
+    if pooling.name != "multilayer":
+        return model.attention, None
+    summary = pooling.layer_summary
+    if summary == "auto":
+        summary = "last" if model.attention == "causal" else "mean"
+    return model.attention, (summary, tuple(pooling.layers or ()))
+
+
+class _Seen:
+    """Which cache entries earlier runs of the plan left: a run is warm when one of them stored all it needs."""
+
+    def __init__(self) -> None:
+        self.keys: set[tuple] = set()
+
+    def warm(self, key: tuple[str, tuple | None] | None) -> bool:
+        if key is None:
+            return False
+        mode, vectors = key
+        found = any(m == mode and (vectors is None or v == vectors) for m, v in self.keys)
+        self.keys.add(key)
+        return found
+
+
 def estimate(plan: StudyPlan, calibration: Calibration) -> Estimate:
-    """Seconds for each run's training and evaluation, from `calibration` and the plan's own counts."""
-    per_text = calibration.encode_seconds_per_text
-    evaluation = calibration.eval_overhead_seconds + calibration.eval_texts * per_text
+    """Seconds for each run's training and evaluation, from `calibration` and the plan's own counts.
+
+    With the prefix cache on, an evaluation (or a run's held-out checks) costs the warm rate when an earlier run of
+    the plan stored what it needs (`prefix_key`), the cold rate otherwise; a run's held-out checks after its first
+    always find the held-out texts stored by the first.
+    """
+    overhead, texts = calibration.eval_overhead_seconds, calibration.eval_texts
+    cold, warm = calibration.encode_seconds(False), calibration.encode_seconds(True)
+    evaluated, held_out = _Seen(), _Seen()
     train, eval_ = {}, {}
     for run in plan.runs:
+        key = prefix_key(run.config)
         if run.trained:
             steps = _planned_steps(run.config)
-            train[run.key] = steps * calibration.step_seconds[run.key] + _holdout_encodes(run.config, steps) * per_text
-        eval_[run.key] = evaluation
+            encodes = _holdout_encodes(run.config, steps)
+            first = min(encodes, 2 * run.config.data.holdout)  # the first check: cold unless an earlier run stored it
+            checks = (first * (warm if held_out.warm(key) else cold)
+                      + (encodes - first) * (warm if key is not None else cold))
+            train[run.key] = steps * calibration.step_seconds[run.key] + checks
+        eval_[run.key] = overhead + texts * (warm if evaluated.warm(key) else cold)
     return Estimate(train, eval_)
 
 
@@ -140,24 +199,47 @@ def calibrate(plan: StudyPlan, *, steps: int = 1, encode_sample: int = ENCODE_SA
     process): on a CPU where a step takes seconds, that keeps the calibration near one step per design.
     """
     start = time.perf_counter()
-    step_seconds = {}
+    step_seconds: dict[str, float] = {}
+    said: list[str] = []
     for run in plan.runs:
         if run.trained:
             warmup = 0 if step_seconds else 1
-            step_seconds[run.key] = time_train_steps(run.config, steps, warmup=warmup).seconds_per_item
+            model = training_model(run.config)
+            step_seconds[run.key] = time_train_steps(run.config, steps, model=model, warmup=warmup).seconds_per_item
             logger.info("calibration: %s, %.2f s per training step", run.label, step_seconds[run.key])
+            said.append(f"training {_cache_state(model)}")
     first = plan.runs[0]
     model = Embedder.from_config(merge(first.config, {"model": {"dtype": first.config.eval.dtype}}).model).merge_lora()
     texts, overhead = evaluation_texts(plan, model.embedding_dim)
     stride = max(1, len(texts) // max(encode_sample, 1))
     sample = texts[::stride][:encode_sample] or [("", None)]
-    rate = time_encode(model, [t for t, _ in sample], batch_size=first.config.eval.batch_size,
-                       instructions=[i for _, i in sample])
-    calibration = Calibration(step_seconds, overhead, len(texts), rate.seconds_per_item,
-                              time.perf_counter() - start)
-    logger.info("calibration: evaluation encodes %d texts at %.1f ms each, plus %.1f s of mteb's own work; "
-                "calibrated in %.0f s", len(texts), 1000 * rate.seconds_per_item, overhead, calibration.seconds)
+    words, instructions = [t for t, _ in sample], [i for _, i in sample]
+    batch = first.config.eval.batch_size
+    cache, model.prefix_cache = model.prefix_cache, None
+    cold = time_encode(model, words, batch_size=batch, instructions=instructions).seconds_per_item
+    warm = None
+    if cache is not None:
+        model.prefix_cache = PrefixCache(PrefixStore())  # a store of its own: nothing from earlier calibrations
+        model.encode(words, instruction=instructions, batch_size=batch, show_progress=False)  # fills it
+        rate = time_encode(model, words, batch_size=batch, instructions=instructions).seconds_per_item
+        warm = rate if model.prefix_cache.last_reason is None else None
+    said.append(f"evaluation {_cache_state(model)}")
+    calibration = Calibration(step_seconds, overhead, len(texts), cold, time.perf_counter() - start, warm,
+                              "; ".join(dict.fromkeys(said)))
+    logger.info("calibration: evaluation encodes %d texts at %.1f ms each (%s with the frozen prefix cached), plus "
+                "%.1f s of mteb's own work; calibrated in %.0f s", len(texts), 1000 * cold,
+                "no cache" if warm is None else f"{1000 * warm:.1f} ms", overhead, calibration.seconds)
     return calibration
+
+
+def _cache_state(model: Embedder) -> str:
+    """"prefix cache on (...)" or "prefix cache off: why", as the model's last batch found it."""
+    if model.prefix_cache is None:
+        return "prefix cache off: model.prefix_cache is off"
+    plan = model.prefix_cache.plan(model)
+    if plan.reason is not None:
+        return f"prefix cache off: {plan.reason}"
+    return f"prefix cache on (layers 0..{plan.first_adapted - 1} of {plan.num_layers} run once per text)"
 
 
 def describe_estimate(estimate_: Estimate) -> list[str]:
@@ -168,3 +250,8 @@ def describe_estimate(estimate_: Estimate) -> list[str]:
         "estimated_eval_seconds": f"{estimate_.eval_total:.2f}",
     }
     return [f"{k}={v}" for k, v in out.items()]
+
+
+def describe_calibration(calibration: Calibration) -> list[str]:
+    """What the estimate rests on, for --dry-run: the prefix cache as the calibration's models found it."""
+    return [f"prefix_cache={calibration.prefix_cache}"]

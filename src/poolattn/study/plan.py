@@ -143,6 +143,20 @@ def make_plan(config: Config) -> StudyPlan:
     return StudyPlan(config, out, runs, list(config.eval.tasks))
 
 
+def prefix_cache_plan(config: Config) -> str:
+    """Whether the frozen-prefix cache (backbone/prefix.py) will run, as far as the config alone says; each model
+    checks the rest (family, dropout, trainable parameters below the cut) when it runs, and logs its decision."""
+    model = config.model
+    if model.prefix_cache == "off":
+        return "off (model.prefix_cache: off)"
+    if model.lora.enabled and not model.lora.layers:
+        return "off: LoRA adapts every layer (model.lora.layers unset), so no layer is frozen below the first adapted one"
+    cut = "the lowest layer of model.lora.layers" if model.lora.enabled else "the final norm"
+    return (f"auto: the layers below {cut} run once per text and attention mode; every later run of the study "
+            f"that meets the same text reuses their output (each model checks that this is exact and logs it; "
+            f"--dry-run's estimate says what the calibration found)")
+
+
 def describe(plan: StudyPlan) -> str:
     """The `--dry-run` text: backbone, data, every hyper-parameter, designs and tasks."""
     c = plan.config
@@ -161,6 +175,7 @@ def describe(plan: StudyPlan) -> str:
         f"targets={','.join(c.model.lora.target_modules)} layers={c.model.lora.layers or 'all'}",
         f"  pooling head: preset={c.model.pooling.preset} num_latents={c.model.pooling.num_latents} "
         f"num_heads={c.model.pooling.num_heads} head_dim={c.model.pooling.head_dim} ff_mult={c.model.pooling.ff_mult}",
+        f"  prefix_cache={prefix_cache_plan(c)}",
         "loss:",
         f"  {c.loss.name} scale={c.loss.scale} contrastive_batch={c.loss.contrastive_batch} "
         f"grad_cache_chunk_size={c.loss.grad_cache_chunk_size} grad_cache={c.loss.grad_cache}",

@@ -78,6 +78,12 @@ def training_precision(config: Config) -> tuple[str, bool]:
     return name, bool(autocast)
 
 
+def use_training_kernel(model: nn.Module, config: Config) -> None:
+    """Switch an `Embedder`'s backbone to `train.attn_implementation` where it differs from the encoding kernel."""
+    if config.train.attn_implementation and config.train.attn_implementation != config.model.attn_implementation:
+        model.backbone.get_base_model().set_attn_implementation(config.train.attn_implementation)
+
+
 def build_optimizer(model: nn.Module, args: TrainingArguments) -> torch.optim.Optimizer:
     """The optimizer `args.optim` names (AdamW by default) over the trainable parameters; biases and norms get no
     weight decay."""

@@ -22,7 +22,8 @@ from poolattn.model import Embedder
 from poolattn.model.card import write_model_card
 from poolattn.training.callbacks import HoldoutCallback
 from poolattn.training.identity import identity_differences, make_identity, read_identity, records_sha256, write_identity
-from poolattn.training.recipe import batch_sampler, build_step, contrastive_batch, training_precision
+from poolattn.training.recipe import (batch_sampler, build_step, contrastive_batch, training_precision,
+                                     use_training_kernel)
 from poolattn.training.trainer import PoolattnTrainer, to_training_arguments
 from poolattn.version import __version__
 
@@ -244,8 +245,7 @@ def train(config: Config, *, callbacks: list | None = None) -> TrainResult:
         check_resume_identity(Path(config.train.output_dir), identity)
     # the dtype decided above, not a second (possibly different) measurement
     model = Embedder.from_config(dataclasses.replace(config.model, dtype=weights_dtype), device=args.device)
-    if config.train.attn_implementation and config.train.attn_implementation != config.model.attn_implementation:
-        model.backbone.get_base_model().set_attn_implementation(config.train.attn_implementation)
+    use_training_kernel(model, config)
     counts = model.parameter_counts()
     world = args.world_size
     contrastive = contrastive_batch(config, world)
