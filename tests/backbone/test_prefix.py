@@ -84,6 +84,25 @@ def test_the_cache_is_not_a_no_op(tiny4):
     assert not np.allclose(model.encode(["a dog"]), before, atol=1e-3)
 
 
+@pytest.mark.parametrize("attention", ["causal", "bidirectional"])
+def test_a_multilayer_head_finds_its_vectors_after_another_head_of_the_same_mode(tiny4, attention, monkeypatch):
+    """Designs 3 and 5 after 1-2 and 4: the frozen layers' vectors were stored while the other head's prefix ran."""
+    runs = []
+    original = PrefixCache._run_prefix
+    monkeypatch.setattr(PrefixCache, "_run_prefix", lambda self, *args: runs.append(1) or original(self, *args))
+    full = _model(tiny4["llama"], cache="off", attention=attention, pooling="multilayer").encode(TEXTS)
+    store = PrefixStore()
+    _model(tiny4["llama"], store=store, attention=attention, pooling="eos").encode(TEXTS)
+    assert runs  # the eos head ran the prefix and stored the states and the vectors
+    runs.clear()
+    multilayer = _model(tiny4["llama"], store=store, attention=attention, pooling="multilayer")
+    np.testing.assert_allclose(multilayer.encode(TEXTS), full, rtol=0, atol=1e-5)
+    assert runs == []  # every state and every frozen layer's vector came from the store
+    alone = _model(tiny4["llama"], store=PrefixStore(), attention=attention, pooling="multilayer")
+    np.testing.assert_allclose(alone.encode(TEXTS), full, rtol=0, atol=1e-5)
+    assert runs  # control: with an empty store the multilayer head runs the prefix itself
+
+
 # --------------------------------------------------------------------------------------------- training
 def _train_config(path, tmp_path, out, cache, design):
     from poolattn.designs import get_design
@@ -141,8 +160,9 @@ def test_collision_shaped_texts_modes_and_backbones_never_share_an_entry(tiny4, 
     causal = _model(tiny4["llama"], store=store)
     # same leading tokens, different lengths: "a dog" is a prefix of "a dog barks" (before EOS)
     causal.encode(["a dog", "a dog barks", "a do"])
-    assert len(store) == 3
-    states = [value for value, _ in store._entries.values()]
+    # one state per text, and the frozen layers' vectors a multi-layer head of this mode would read
+    assert _count(store, "state") == 3 and _count(store, "vectors") == 3
+    states = [value for key, (value, _) in store._entries.items() if key[0] == "state"]
     assert sorted(s.shape[0] for s in states) == [5, 6, 12]
     # the same texts in the other mode, in bfloat16, and on another backbone: new entries, never a hit
     bidirectional = _model(tiny4["llama"], store=store, attention="bidirectional")
@@ -155,12 +175,16 @@ def test_collision_shaped_texts_modes_and_backbones_never_share_an_entry(tiny4, 
     half.to(torch.bfloat16)
     hits = store.stats.hits
     half.encode(["a dog", "a dog barks", "a do"])
-    assert store.stats.hits == hits and len(store) == 12
+    assert store.stats.hits == hits and _count(store, "state") == 12
     contexts = {key[1][0] for key in store._entries}
     assert len(contexts) == 4  # causal, bidirectional, other weights, bfloat16
     # the same text in the same setting is one entry, read back
     causal.encode(["a dog"])
-    assert len(store) == 12 and store.stats.hits == hits + 1
+    assert _count(store, "state") == 12 and store.stats.hits == hits + 1
+
+
+def _count(store: PrefixStore, kind: str) -> int:
+    return sum(key[0] == kind for key in store._entries)
 
 
 def test_a_changed_frozen_weight_is_a_new_context(tiny4):
@@ -171,7 +195,7 @@ def test_a_changed_frozen_weight_is_a_new_context(tiny4):
         model.backbone.get_base_model().layers[0].mlp.up_proj.weight.mul_(1.5)
     hits = store.stats.hits
     model.encode(["a dog"])
-    assert store.stats.hits == hits and len(store) == 2
+    assert store.stats.hits == hits and _count(store, "state") == 2
 
 
 def test_the_store_keeps_to_its_byte_budget():

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from poolattn.backbone.attention import attention_mode
 from poolattn.backbone.load import lora_layer_indices
 from poolattn.backbone.prefix_store import PrefixStore, shared_store
+from poolattn.pooling.multilayer import default_layer_summary, summarize_layer
 
 logger = logging.getLogger(__name__)
 
@@ -312,28 +313,31 @@ class PrefixCache:
         rows = [tuple(input_ids[b][real[b]].tolist()) for b in range(input_ids.shape[0])]
         state_keys = [("state", context, ids) for ids in rows]
         states = [self.store.get(key) for key in state_keys]
-        vector_keys: list[tuple] = []
-        vectors: list[Tensor | None] = []
-        if frozen:
-            summary = getattr(pooler, "layer_summary", None)
-            pools = [tuple(pool_mask[b][real[b]].tolist()) for b in range(len(rows))]
-            vector_keys = [("vectors", context, ids, pool, summary, tuple(frozen)) for ids, pool in zip(rows, pools)]
-            vectors = [self.store.get(key) for key in vector_keys]
+        # the per-layer vectors kept per text: this head's, or (for any other head) those the default multi-layer
+        # head of this attention mode reads, made while the prefix runs anyway, so that designs 3 and 5 find them
+        # after designs 1-2 and 4 (the same function of the same states: exact)
+        summary = getattr(pooler, "layer_summary", None) if frozen else default_layer_summary(attention_mode(base))
+        kept = frozen if multilayer else [i for i in range(1, n) if i <= k]
+        pools = [tuple(pool_mask[b][real[b]].tolist()) for b in range(len(rows))] if kept else []
+        vector_keys = [("vectors", context, ids, pool, summary, tuple(kept)) for ids, pool in zip(rows, pools)]
+        vectors: list[Tensor | None] = [self.store.get(key) for key in vector_keys] if frozen else []
         missing = [b for b in range(len(rows)) if states[b] is None or (frozen and vectors[b] is None)]
         with torch.no_grad():
             if missing:
                 pick = torch.tensor(missing, device=input_ids.device)
                 state, hidden = self._run_prefix(base, k, input_ids[pick], attention_mask[pick], position_ids[pick],
-                                                 frozen)
-                if frozen:
+                                                 kept)
+                if kept:
                     with torch.autocast(input_ids.device.type, enabled=False):
-                        made = torch.stack([pooler.summarize(hidden[i], pool_mask[pick]) for i in frozen], dim=1)
+                        summarize = pooler.summarize if frozen else (lambda h, m: summarize_layer(h, m, summary))
+                        made = torch.stack([summarize(hidden[i], pool_mask[pick]) for i in kept], dim=1)
                 for j, b in enumerate(missing):
                     states[b] = state[j][real[b]]
                     self.store.put(state_keys[b], states[b])
-                    if frozen:
-                        vectors[b] = made[j]
-                        self.store.put(vector_keys[b], vectors[b])
+                    if kept:
+                        self.store.put(vector_keys[b], made[j])
+                        if frozen:
+                            vectors[b] = made[j]
             width = states[0].shape[-1]
             entering = torch.zeros((*input_ids.shape, width), dtype=states[0].dtype, device=input_ids.device)
             entering[real] = torch.cat([s.to(input_ids.device) for s in states])

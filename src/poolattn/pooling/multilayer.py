@@ -34,6 +34,19 @@ def resolve_layers(layers: list[int] | None, num_layers: int) -> list[int]:
     return out
 
 
+def default_layer_summary(attention: str) -> str:
+    """`layer_summary: auto`: the last real token under causal attention, the masked mean under bidirectional."""
+    return "last" if attention == "causal" else "mean"
+
+
+def summarize_layer(states: Tensor, mask: Tensor, summary: str) -> Tensor:
+    """(B, H) float32 summary of one layer's (B, T, H) states: the last pooled token ("last") or the masked mean."""
+    if summary == "last":
+        rows = torch.arange(mask.shape[0], device=mask.device)
+        return states[rows, last_token_index(mask)].float()
+    return masked_mean(states.float(), mask)
+
+
 class MultiLayerPooler(Pooler):
     """Cross-attention of trainable latents over one unit-RMS vector per layer plus a layer-position embedding."""
 
@@ -69,16 +82,13 @@ class MultiLayerPooler(Pooler):
     def sized_for(cls, config: PoolingConfig, dims: BackboneDims) -> dict[str, Any]:
         summary = config.layer_summary
         if summary == "auto":
-            summary = "last" if dims.attention == "causal" else "mean"
+            summary = default_layer_summary(dims.attention)
         return {"hidden_size": dims.hidden_size, "layers": resolve_layers(config.layers, dims.num_layers),
                 "layer_summary": summary, **resampler_size(config, dims)}
 
     def summarize(self, states: Tensor, mask: Tensor) -> Tensor:
         """(B, H) float32 summary of one layer's (B, T, H) states: last pooled token, or masked mean."""
-        if self.layer_summary == "last":
-            rows = torch.arange(mask.shape[0], device=mask.device)
-            return states[rows, last_token_index(mask)].float()
-        return masked_mean(states.float(), mask)
+        return summarize_layer(states, mask, self.layer_summary)
 
     def combine(self, stacked: Tensor) -> Tensor:
         """(B, D) from the (B, L, H) layer summaries; `summarize` and `combine` let a frozen layer's summary be cached."""
