@@ -12,7 +12,11 @@ Counts the real tokens (no padding) a study processes, with the code that runs i
   as the ETA's calibration does), with its instruction, once per run.
 FLOPs per token are the decoder layers' seven projections, counted as benchmarks/utilisation.py counts them: the
 forward over every layer, and for a training token also the input gradient of the layers from the lowest LoRA
-layer up (backpropagation stops there). Each is timed at the rate this CPU's matmuls reach at the backbone's layer
+layer up (backpropagation stops there). With the frozen-prefix cache on (`model.prefix_cache: auto` and LoRA on
+the upper layers only), the layers below the lowest LoRA layer run once per text and attention mode: for the
+training batches once per (attention mode, seed), since the designs of one mode and seed see the same batches;
+for the held-out check and the evaluation once per attention mode. The floor counts only that; the floor
+without the cache is printed beside it. Each is timed at the rate this CPU's matmuls reach at the backbone's layer
 shapes in the dtype `dtype: auto` picks (`poolattn.backbone.dtype.measure`): forwards at the encode measurement's
 rate, input gradients at what the training measurement (a forward and an input gradient) takes beyond its
 forward. The sum is the time the study's matrix products need at this CPU's best: attention scores, norms, the
@@ -66,12 +70,21 @@ def training_tokens(run_config, tokenizer, steps: int) -> dict[str, int]:
             done += 1
             if done == steps:
                 break
-    holdout = 0
+    holdout = checks = 0
     if held:
         checks = _holdout_encodes(run_config, steps) // (2 * len(held))
         one = _tokens(tokenizer.tokenize([r.query for r in held], [r.instruction for r in held]))
         holdout = checks * (one + _tokens(tokenizer.tokenize([r.positive for r in held])))
-    return {"train": trained, "holdout": holdout}
+    return {"train": trained, "holdout": holdout, "holdout_checks": checks}
+
+
+def cached_layers(run_config, layers: int) -> int:
+    """Decoder layers the frozen-prefix cache runs once per text for this run (0 where its config turns it off)."""
+    from poolattn.study.plan import prefix_cache_plan
+
+    if not prefix_cache_plan(run_config).startswith("auto"):
+        return 0
+    return layers - _lora_depth(run_config, layers) if run_config.model.lora.enabled else layers
 
 
 def floor(config_path: str) -> dict[str, Any]:
@@ -96,15 +109,29 @@ def floor(config_path: str) -> dict[str, Any]:
     memo: dict[tuple, dict[str, int]] = {}
     for run in plan.runs:
         if not run.trained:
-            runs[run.key] = {"train_tokens": 0, "holdout_tokens": 0, "backward_layers": 0}
+            runs[run.key] = {"train_tokens": 0, "holdout_tokens": 0, "holdout_checks": 0, "backward_layers": 0}
             continue
-        steps = _planned_steps(plan, run.config)
+        steps = _planned_steps(run.config)
         key = (run.config.train.seed, steps)  # every design sees the same data in the same order for one seed
         if key not in memo:
             log(f"tokenising {steps} training batches (seed {run.config.train.seed})")
             memo[key] = training_tokens(run.config, tokenizer, steps)
         runs[run.key] = {"train_tokens": memo[key]["train"], "holdout_tokens": memo[key]["holdout"],
+                         "holdout_checks": memo[key]["holdout_checks"],
                          "backward_layers": _lora_depth(run.config, layers)}
+    # the cache: which runs meet a text first (they run the cached layers), per attention mode and seed
+    first_seen: set[tuple] = set()
+    for run in plan.runs:
+        mode, seed = run.config.model.attention, run.config.train.seed
+        cut = cached_layers(run.config, layers)
+        entry = runs[run.key]
+        entry["cached_layers"] = cut
+        entry["first_train"] = run.trained and ("train", mode, seed) not in first_seen
+        entry["first_holdout"] = run.trained and ("holdout", mode) not in first_seen
+        entry["first_eval"] = ("eval", mode) not in first_seen
+        if run.trained:
+            first_seen |= {("train", mode, seed), ("holdout", mode)}
+        first_seen.add(("eval", mode))
 
     log("measuring matmul GFLOP/s at the backbone's layer shapes")
     rates = {purpose: measure(shapes, purpose, rounds=PEAK_ROUNDS) for purpose in ("encode", "train")}
@@ -115,21 +142,33 @@ def floor(config_path: str) -> dict[str, Any]:
     train_rate = rates["train"][chosen["train"]] * 1e9
     gradient_s = max(2 * shapes.flops_per_token / train_rate - shapes.flops_per_token / encode_rate, 0.0)
     train_flops = eval_flops = 0.0
+    layer = shapes.flops_per_token  # one decoder layer's forward, per token
     for run in runs.values():
-        per_token = forward + run["backward_layers"] * shapes.flops_per_token
-        seconds_per_token = forward / encode_rate + run["backward_layers"] * gradient_s
-        run["train_floor_s"] = (run["train_tokens"] * seconds_per_token
-                                + run["holdout_tokens"] * forward / encode_rate)
-        run["eval_floor_s"] = eval_tokens * forward / encode_rate
-        train_flops += run["train_tokens"] * per_token + run["holdout_tokens"] * forward
-        eval_flops += eval_tokens * forward
+        backward = run["backward_layers"] * layer
+        backward_s = run["backward_layers"] * gradient_s
+        # without the cache every token runs every layer
+        run["train_floor_s_no_cache"] = (run["train_tokens"] * (forward / encode_rate + backward_s)
+                                         + run["holdout_tokens"] * forward / encode_rate)
+        run["eval_floor_s_no_cache"] = eval_tokens * forward / encode_rate
+        # with it, the cached layers run only where the run meets its texts first; a held-out check's texts are the
+        # same at every check, so even the first run of a mode runs them once (1 / checks of its held-out tokens)
+        cut, live = run["cached_layers"], forward - run["cached_layers"] * layer
+        checks = run["holdout_checks"]
+        train_forward = run["train_tokens"] * (live + (cut * layer if run["first_train"] else 0))
+        holdout_forward = run["holdout_tokens"] * live + (
+            run["holdout_tokens"] // checks * cut * layer if run["first_holdout"] and checks else 0)
+        eval_forward = eval_tokens * (live + (cut * layer if run["first_eval"] else 0))
+        run["train_floor_s"] = (train_forward + holdout_forward) / encode_rate + run["train_tokens"] * backward_s
+        run["eval_floor_s"] = eval_forward / encode_rate
+        train_flops += train_forward + holdout_forward + run["train_tokens"] * backward
+        eval_flops += eval_forward
     return {
         "config": config_path, "backbone": first.model.backbone, "layers": layers,
         "forward_flops_per_token": forward, "eval_texts": len(texts), "eval_tokens_per_run": eval_tokens,
         "mteb_seconds_per_run": mteb_seconds, "dtype": chosen, "gflops": rates, "runs": runs,
         "train_flops": train_flops, "eval_flops": eval_flops,
-        "train_floor_s": sum(r["train_floor_s"] for r in runs.values()),
-        "eval_floor_s": sum(r["eval_floor_s"] for r in runs.values()),
+        **{f"{part}_floor_s{suffix}": sum(r[f"{part}_floor_s{suffix}"] for r in runs.values())
+           for part in ("train", "eval") for suffix in ("", "_no_cache")},
     }
 
 
@@ -163,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         "train_floor_minutes": f"{result['train_floor_s'] / 60:.1f}",
         "eval_floor_minutes": f"{result['eval_floor_s'] / 60:.1f}",
         "study_floor_minutes": f"{(result['train_floor_s'] + result['eval_floor_s']) / 60:.1f}",
+        "train_floor_minutes_no_cache": f"{result['train_floor_s_no_cache'] / 60:.1f}",
+        "eval_floor_minutes_no_cache": f"{result['eval_floor_s_no_cache'] / 60:.1f}",
+        "study_floor_minutes_no_cache": f"{(result['train_floor_s_no_cache'] + result['eval_floor_s_no_cache']) / 60:.1f}",
     }
     if args.results:
         train_s = sum((r.get("train") or {}).get("seconds", 0.0) for r in done.values())

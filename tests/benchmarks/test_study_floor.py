@@ -61,7 +61,7 @@ def test_a_partial_epoch_counts_only_its_batches(study_floor, tiny_llama, tmp_pa
     train, _ = split_holdout(load_training_data(config), 0, None)
     first_two = [i for batch in list(batch_sampler(config, train))[:2] for i in batch]
     assert study_floor.training_tokens(config, tokenizer, steps=2) == {
-        "train": _independent_count(tokenizer, [train[i] for i in first_two]), "holdout": 0}
+        "train": _independent_count(tokenizer, [train[i] for i in first_two]), "holdout": 0, "holdout_checks": 0}
 
 
 @pytest.mark.parametrize(("layers", "depth"), [(None, 30), ([-12, -11, -1], 12), ([0, 29], 30), ([-1], 1)])
@@ -77,3 +77,27 @@ def test_wrong_inputs_are_named_before_any_work(study_floor, tmp_path, capsys):
         with pytest.raises(SystemExit) as exit_:
             study_floor.main(argv)
         assert exit_.value.code == 2 and said in capsys.readouterr().err
+
+
+def test_the_floor_counts_the_cached_layers_once_per_text_and_attention_mode(study_floor, tiny_llama, tmp_path):
+    config = merge(_config(tiny_llama, tmp_path, holdout=4), {
+        "model": {"lora": {"layers": [-1], "dropout": 0.0}},  # the tiny model's 2 layers: layer 0 is cached
+        "train": {"max_steps": 2},
+        "eval": {"tasks": ["PoolattnSimLex999WordSimilarity"]},
+        "study": {"designs": [1, 2, 4], "output_dir": str(tmp_path / "study")}})
+    paths = {}
+    for cache in ("auto", "off"):
+        paths[cache] = tmp_path / f"{cache}.yaml"
+        paths[cache].write_text(merge(config, {"model": {"prefix_cache": cache}}).to_yaml())
+    on, off = study_floor.floor(str(paths["auto"])), study_floor.floor(str(paths["off"]))
+    assert {k: r["cached_layers"] for k, r in on["runs"].items()} == {"baseline": 1, "1": 1, "2": 1, "4": 1}
+    assert all(r["cached_layers"] == 0 for r in off["runs"].values())
+    assert off["train_floor_s"] == off["train_floor_s_no_cache"] and off["eval_floor_s"] == off["eval_floor_s_no_cache"]
+    # evaluation: the baseline (causal) and design 4 (bidirectional) run both layers, designs 1 and 2 only the
+    # live one: 6 of the 8 layer-passes over the suite's tokens
+    assert on["eval_floor_s"] == pytest.approx(0.75 * on["eval_floor_s_no_cache"])
+    runs = on["runs"]
+    assert [runs[k]["first_train"] for k in ("1", "2", "4")] == [True, False, True]  # design 2 meets 1's batches
+    assert runs["1"]["train_floor_s_no_cache"] == runs["2"]["train_floor_s_no_cache"]  # same batches, same depth
+    # design 1 runs the cached layer on its batches and on the first held-out check only; design 2 on neither
+    assert runs["2"]["train_floor_s"] < runs["1"]["train_floor_s"] < runs["1"]["train_floor_s_no_cache"]
