@@ -90,14 +90,18 @@ def test_with_the_prefix_cache_a_run_costs_the_warm_rate_when_an_earlier_run_sto
     config = merge(_config("tiny", tmp_path), {"study": {"designs": [1, 2, 3, 4, 5]}, "data": {"holdout": 50}})
     guess = estimate(make_plan(config), calibration)
     cold, warm = 10.0 + 1000 * 0.01, 10.0 + 1000 * 0.004
-    # baseline: first causal run; 1, 2: causal states stored; 3: the first head that needs causal per-layer vectors;
-    # 4: first bidirectional; 5: the first head that needs bidirectional (mean) per-layer vectors
-    assert guess.eval == {"baseline": cold, "1": warm, "2": warm, "3": cold, "4": cold, "5": cold}
-    # held-out checks (50 pairs, before and after 3 steps): the first check is cold for the first run of its kind,
-    # every later check finds the held-out texts stored by the first
+    # baseline: the first causal run; 1-3 find the causal states and the vectors the baseline kept for design 3's
+    # head; 4 is the first bidirectional run; 5 finds what 4 kept
+    assert guess.eval == {"baseline": cold, "1": warm, "2": warm, "3": warm, "4": cold, "5": warm}
+    # held-out checks (50 pairs, before and after 3 steps): the first check is cold for the first trained run of a
+    # mode, every later check finds the held-out texts stored by the first
     first_cold, all_warm = 3.0 + 100 * 0.01 + 100 * 0.004, 3.0 + 200 * 0.004
-    assert guess.train == pytest.approx({"1": first_cold, "2": all_warm, "3": first_cold, "4": first_cold,
-                                         "5": first_cold})
+    assert guess.train == pytest.approx({"1": first_cold, "2": all_warm, "3": all_warm, "4": first_cold,
+                                         "5": all_warm})
+    # a multi-layer head reading other layers (here the first, frozen under any cut, and the last) than the default
+    # one needs vectors no earlier run kept
+    custom = merge(config, {"study": {"designs": [1, 3]}, "model": {"pooling": {"layers": [1, -1]}}})
+    assert estimate(make_plan(custom), calibration).eval == {"baseline": cold, "1": warm, "3": cold}
     off = estimate(make_plan(merge(config, {"model": {"prefix_cache": "off"}})), calibration)
     assert set(off.eval.values()) == {cold} and set(off.train.values()) == {3.0 + 200 * 0.01}
     no_warm_rate = Calibration(calibration.step_seconds, 10.0, 1000, 0.01)  # the calibration found the cache off

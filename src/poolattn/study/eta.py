@@ -33,6 +33,7 @@ from poolattn.config import Config, merge
 from poolattn.evaluation.baselines import RandomEncoder
 from poolattn.evaluation.run import evaluate
 from poolattn.model import Embedder
+from poolattn.pooling.multilayer import default_layer_summary
 from poolattn.speed import time_encode, time_train_steps, training_model
 from poolattn.study.plan import StudyPlan, expand_tasks
 from poolattn.training.recipe import batch_sampler, planned_steps
@@ -127,7 +128,7 @@ def _holdout_encodes(run_config, steps: int) -> int:
 
 def prefix_key(run_config: Config) -> tuple[str, tuple | None] | None:
     """What a run's encodings need from the prefix cache: its attention mode and, for a multi-layer head, the
-    per-layer vectors it reads (summary, layers); None where its config turns the cache off."""
+    per-layer vectors it reads (summary, layers; () = every layer); None where its config turns the cache off."""
     model = run_config.model
     if model.prefix_cache == "off":
         return None
@@ -136,22 +137,24 @@ def prefix_key(run_config: Config) -> tuple[str, tuple | None] | None:
         return model.attention, None
     summary = pooling.layer_summary
     if summary == "auto":
-        summary = "last" if model.attention == "causal" else "mean"
+        summary = default_layer_summary(model.attention)
     return model.attention, (summary, tuple(pooling.layers or ()))
 
 
 class _Seen:
-    """Which cache entries earlier runs of the plan left: a run is warm when one of them stored all it needs."""
+    """Which cache entries earlier runs of the plan left: every run stores the states of its mode and per-layer
+    vectors (its own head's, or those the default multi-layer head of the mode reads); a later run is warm when
+    they hold all it needs."""
 
     def __init__(self) -> None:
-        self.keys: set[tuple] = set()
+        self.stored: set[tuple] = set()
 
     def warm(self, key: tuple[str, tuple | None] | None) -> bool:
         if key is None:
             return False
         mode, vectors = key
-        found = any(m == mode and (vectors is None or v == vectors) for m, v in self.keys)
-        self.keys.add(key)
+        found = any(m == mode and (vectors is None or v == vectors) for m, v in self.stored)
+        self.stored.add(key if vectors is not None else (mode, (default_layer_summary(mode), ())))
         return found
 
 
