@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import time
 from pathlib import Path
 
@@ -27,8 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _config(design: int, cache: str) -> Config:
-    config = Config.from_dict(load_yaml(ROOT / "configs" / "demo.yaml"))
-    config = merge(merge(Config(), get_design(design).overrides()), config.to_dict())
+    config = merge(Config.from_dict(load_yaml(ROOT / "configs" / "demo.yaml")), get_design(design).overrides())
     return merge(config, {"model": {"dtype": "float32", "prefix_cache": cache},
                           "train": {"disable_tqdm": True}})
 
@@ -75,7 +75,8 @@ def main() -> None:
     for label in ("off", "cold", "warm"):
         model.prefix_cache = None if label == "off" else model.prefix_cache or _fresh_cache()
         start = time.perf_counter()
-        model.encode([t for t, _ in sample], instruction=[i for _, i in sample], batch_size=config.eval.batch_size)
+        model.encode([t for t, _ in sample], instruction=[i for _, i in sample], batch_size=config.eval.batch_size,
+                     show_progress=False)
         seconds[label] = time.perf_counter() - start
         print(f"encode_seconds_{len(sample)}_texts_{label}={seconds[label]:.2f}")
     print(f"encode_speedup_warm={seconds['off'] / seconds['warm']:.2f}")
@@ -102,6 +103,8 @@ def main() -> None:
     print(f"train_texts={len(seen)} train_tokens={train_tokens} "
           f"train_bytes_per_mode={train_tokens * width * 4 + len(seen) * vector_bytes}")
     print(f"store_peak_bytes={store.stats.peak_bytes}")
+    # ru_maxrss is in KiB on Linux: the whole process, model and mteb data included, not only the store
+    print(f"process_peak_rss_bytes={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}")
 
 
 def _fresh_cache():

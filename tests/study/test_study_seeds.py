@@ -43,6 +43,10 @@ def test_seeds_name_the_runs_and_set_both_seeds(tmp_path):
     assert [r.group_key for r in plan.runs] == ["baseline", "1", "1", "5", "5"]
     assert [(r.config.model.seed, r.config.train.seed) for r in plan.runs[1:]] == [(7, 7), (8, 8)] * 2
     assert plan.runs[2].folder == tmp_path / "runs" / "1-seed8"
+    # each seeded run is still its design: pooling and attention survive setting the seeds
+    assert [(r.config.model.pooling.name, r.config.model.attention) for r in plan.runs] == [
+        ("eos", "causal"), ("eos", "causal"), ("eos", "causal"),
+        ("multilayer", "bidirectional"), ("multilayer", "bidirectional")]
     assert "seeds: [7, 8]" in describe(plan)
     with pytest.raises(ConfigError, match="twice"):
         merge(Config(), {"study": {"seeds": [1, 1]}})

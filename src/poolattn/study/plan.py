@@ -136,8 +136,9 @@ def make_plan(config: Config) -> StudyPlan:
         for seed in config.study.seeds:
             run_key = f"{key}-seed{seed}"
             folder = out / RUNS_DIR / run_key
-            cfg = merge(config, {**design.overrides(), "model": {"seed": seed},
-                                 "train": {"output_dir": str(folder / "model"), "seed": seed}})
+            # two merges: a dict literal with "model" twice would keep only the seed and drop the design
+            cfg = merge(merge(config, design.overrides()), {"model": {"seed": seed},
+                                                            "train": {"output_dir": str(folder / "model"), "seed": seed}})
             runs.append(RunPlan(run_key, f"{design.label}, seed {seed}", design, True, cfg, folder, key, seed))
     check_controlled(runs)
     return StudyPlan(config, out, runs, list(config.eval.tasks))
