@@ -49,6 +49,11 @@ def test_calibration_counts_the_texts_mteb_encodes(tiny_llama, tmp_path):
     assert calibration.eval_texts == counts[TASK]["texts"]  # 550 word pairs: both sides encoded
     assert set(calibration.step_seconds) == {"1", "5"} and all(s > 0 for s in calibration.step_seconds.values())
     assert calibration.encode_seconds_per_text > 0 and calibration.eval_overhead_seconds > 0
+    # a design is timed once, on its first seed: its other seeds do the same work on other batches
+    seeded = calibrate(make_plan(merge(_config(tiny_llama, tmp_path), {"study": {"seeds": [1, 2]}})))
+    times = seeded.step_seconds
+    assert set(times) == {"1-seed1", "1-seed2", "5-seed1", "5-seed2"}
+    assert times["1-seed1"] == times["1-seed2"] and times["5-seed1"] == times["5-seed2"]
 
 
 def test_dry_run_prints_the_estimated_minutes(tiny_llama, tmp_path, capsys):
