@@ -89,3 +89,21 @@ def test_comparisons_pool_the_seeds(study):
     report = (out / "report.md").read_text()
     assert "### Across seeds" in report and "## Differences with confidence intervals" in report
     assert "resamples each design's seeds" in report
+
+
+@pytest.mark.slow
+def test_the_score_tables_compare_with_the_reference_designs_mean_over_its_seeds(study):
+    from poolattn.study.results import load_results
+    from poolattn.study.stats import compare
+
+    out, results = study
+    stats = compare(load_results(results), "1-seed1")
+    assert stats.reference_runs == ("1-seed1", "1-seed2")
+    runs = results["runs"]
+    for key in ("2-seed1", "2-seed2"):
+        expected = np.mean([runs[key]["scores"][t] - np.mean([runs[f"1-seed{s}"]["scores"][t] for s in (1, 2)])
+                            for t in TASKS])
+        assert stats.overall[key].delta == pytest.approx(expected, abs=1e-9)
+    assert stats.overall["1-seed1"].delta is None and stats.overall["1-seed2"].delta is None
+    report = (out / "report.md").read_text()
+    assert "Deltas and tests are against design 1 (eos-causal) (the mean of its 2 seeds)." in report

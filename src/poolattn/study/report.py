@@ -24,7 +24,7 @@ from poolattn.study.provenance import data_text, differences_section, machine_te
 from poolattn.study.render import Block, Heading, Span, para, render_html, render_markdown
 from poolattn.study.results import NOT_RECORDED, StudyResults, load_results
 from poolattn.study.stats import StudyStats, category_title
-from poolattn.study.tables import categories_section, overall_section
+from poolattn.study.tables import categories_section, overall_section, reference_label
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def _summary(results: StudyResults, stats: StudyStats, labels: dict[str, str]) -
     trained = sum(r.trained for r in runs.values())
     n_tasks = sum(len(c.tasks) for c in stats.categories.values())
     reference = stats.reference
-    ref_text = (f"Deltas and tests are against {labels[reference]}."
+    ref_text = (f"Deltas and tests are against {reference_label(stats, labels)}."
                 if reference else "The reference run is missing, so there are no deltas or tests.")
     backbone = results.backbone or (results.settings.backbone if results.settings else None) or \
         "an unrecorded backbone"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -101,6 +101,8 @@ class StudyStats:
     categories: dict[str, CategoryStats]
     overall: dict[str, OverallCell]
     warnings: list[str]
+    reference_runs: tuple[str, ...] = ()
+    """The runs the reference stands for: its design's seeds, whose per-task mean the deltas compare with."""
 
     def to_json(self) -> dict[str, object]:
         runs = {k: {"label": r.label, "design": r.design, "number": r.number, "trained": r.trained,
@@ -139,20 +141,35 @@ def compare(results: StudyResults, reference: str = "1") -> StudyStats:
     order = results.run_order()
     categories = results.tasks_by_category()
     warnings: list[str] = []
-    ref = runs.get(reference)
+    ref, members = _reference(runs, order, reference)
     if ref is None:
         warnings.append(f"reference run {reference!r} is not in the results (runs: {order}); no deltas or tests")
         logger.warning(warnings[-1])
     by_category = {
         category: CategoryStats(category_title(category), tasks,
-                                {key: _cell(runs[key], ref, tasks, key == reference) for key in order})
+                                {key: _cell(runs[key], ref, tasks, key in members) for key in order})
         for category, tasks in categories.items()
     }
     every_task = [t for tasks in categories.values() for t in tasks]
     overall = {}
     for key in order:
-        cell = _cell(runs[key], ref, every_task, key == reference)
+        cell = _cell(runs[key], ref, every_task, key in members)
         overall[key] = OverallCell(cell.mean, cell.n_scored, cell.missing, cell.delta, cell.excluded, len(every_task))
     return StudyStats(reference=reference if ref is not None else None, name=results.name,
                       backbone=results.backbone, run_order=order, runs={key: runs[key] for key in order},
-                      categories=by_category, overall=overall, warnings=warnings)
+                      categories=by_category, overall=overall, warnings=warnings, reference_runs=members)
+
+
+def _reference(runs: Mapping[str, Run], order: list[str], key: str) -> tuple[Run | None, tuple[str, ...]]:
+    """The run deltas are taken against, and the runs it stands for. With several seeds of the reference design,
+    its score per task is their mean (over the seeds that scored it), so a delta compares with the design, as the
+    intervals do, not with one of its seeds."""
+    ref = runs.get(key)
+    if ref is None:
+        return None, ()
+    members = tuple(k for k in order if runs[k].group == ref.group) if ref.group else (key,)
+    if len(members) < 2:
+        return ref, (key,)
+    tasks = {t for k in members for t in runs[k].scores}
+    return replace(ref, scores={t: _mean([s for k in members if (s := runs[k].score(t)) is not None])
+                                for t in tasks}), members

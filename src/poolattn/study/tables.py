@@ -20,6 +20,14 @@ def short_label(stats: StudyStats, key: str, labels: dict[str, str]) -> str:
     return f"design {run.number}" if run.trained and isinstance(run.number, int) else labels[key]
 
 
+def reference_label(stats: StudyStats, labels: dict[str, str]) -> str:
+    """The reference as the deltas use it: its run, or its design's mean over seeds."""
+    members = stats.reference_runs
+    if len(members) < 2:
+        return labels[stats.reference]
+    return f"{stats.runs[stats.reference].group_label} (the mean of its {len(members)} seeds)"
+
+
 def _mean_cell(mean: float | None, missing: list[str]) -> Cell:
     return Cell(fmt.score(mean) + ("†" if missing and mean is not None else ""), ("num",))
 
@@ -36,7 +44,7 @@ def overall_section(stats: StudyStats, labels: dict[str, str], figures: dict[str
                                      for cat in stats.categories.values()]
         row.append(_mean_cell(total.mean, total.missing))
         if reference:
-            row.append(Cell(fmt.DASH, ("num", "ref")) if key == reference
+            row.append(Cell(fmt.DASH, ("num", "ref")) if key in stats.reference_runs
                        else Cell(fmt.signed(total.delta, 4), fmt.sign_tags(total.delta)))
         rows.append(row)
     blocks: list[Block] = [Heading("Overall", 2), Table(header, rows)]
@@ -73,7 +81,7 @@ def _category(results: StudyResults, stats: StudyStats, labels: dict[str, str], 
             row.append(Cell(fmt.score(value), ("num",)) if value is not None else Cell(missing, ("num", "missing")))
         row.append(_mean_cell(cell.mean, cell.missing))
         if reference:
-            row.append(Cell(fmt.DASH, ("num", "ref")) if key == reference
+            row.append(Cell(fmt.DASH, ("num", "ref")) if key in stats.reference_runs
                        else Cell(fmt.signed(cell.delta, 4), fmt.sign_tags(cell.delta)))
         rows.append(row)
     blocks: list[Block] = [
@@ -87,7 +95,7 @@ def _category(results: StudyResults, stats: StudyStats, labels: dict[str, str], 
         for task in cat.runs[key].excluded:
             who = ", ".join(stats.runs[k].label for k in (key, reference) if stats.runs[k].score(task) is None)
             items.append([Span(f"{task} is left out of the comparison of {labels[key]} with "
-                               f"{labels[reference]}: no score for {who}.")])
+                               f"{reference_label(stats, labels)}: no score for {who}.")])
     if any(cat.runs[k].missing and cat.runs[k].mean is not None for k in stats.run_order):
         items.append([Span("†: mean over the tasks that run scored.")])
     if items:
@@ -99,7 +107,7 @@ def categories_section(results: StudyResults, stats: StudyStats, labels: dict[st
     blocks: list[Block] = [Heading("Per category", 2)]
     if stats.reference:
         blocks.append(para(
-            f"Δ is the mean over the category's tasks of (run − {labels[stats.reference]}), on the tasks both runs "
+            f"Δ is the mean over the category's tasks of (run − {reference_label(stats, labels)}), on the tasks both runs "
             "scored. Red: lower than the reference; green: higher.", muted=True))
     for category in stats.categories:
         blocks += _category(results, stats, labels, category)
