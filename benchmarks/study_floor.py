@@ -209,10 +209,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.results:
         train_s = sum((r.get("train") or {}).get("seconds", 0.0) for r in done.values())
         eval_s = sum(r.get("eval_seconds") or 0.0 for r in done.values())
+        # the floor of the study as it ran: a study from before the cache records no model.prefix_cache
+        cached = any(((r.get("identity") or {}).get("config") or {}).get("model", {}).get("prefix_cache") == "auto"
+                     for r in done.values())
+        suffix = "" if cached else "_no_cache"
         lines |= {"measured_train_minutes": f"{train_s / 60:.1f}", "measured_eval_minutes": f"{eval_s / 60:.1f}",
+                  "measured_with_prefix_cache": str(cached).lower(),
                   # floor / measured: the fraction of the time the study spent in its necessary matmuls
-                  "train_floor_fraction": f"{result['train_floor_s'] / train_s:.3f}" if train_s else "n/a",
-                  "eval_floor_fraction": f"{result['eval_floor_s'] / eval_s:.3f}" if eval_s else "n/a"}
+                  "train_floor_fraction": f"{result['train_floor_s' + suffix] / train_s:.3f}" if train_s else "n/a",
+                  "eval_floor_fraction": f"{result['eval_floor_s' + suffix] / eval_s:.3f}" if eval_s else "n/a"}
         result["measured"] = {"train_seconds": train_s, "eval_seconds": eval_s}
     for name, value in lines.items():
         print(f"{name}={value}")

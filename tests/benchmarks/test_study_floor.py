@@ -101,3 +101,21 @@ def test_the_floor_counts_the_cached_layers_once_per_text_and_attention_mode(stu
     assert runs["1"]["train_floor_s_no_cache"] == runs["2"]["train_floor_s_no_cache"]  # same batches, same depth
     # design 1 runs the cached layer on its batches and on the first held-out check only; design 2 on neither
     assert runs["2"]["train_floor_s"] < runs["1"]["train_floor_s"] < runs["1"]["train_floor_s_no_cache"]
+
+
+def test_the_floor_fraction_uses_the_floor_of_the_study_as_it_ran(study_floor, tmp_path, monkeypatch, capsys):
+    import json
+
+    fixed = {"eval_texts": 1, "eval_tokens_per_run": 1, "runs": {"1": {"train_tokens": 1}},
+             "dtype": {"encode": "float32", "train": "float32"},
+             "gflops": {"encode": {"float32": 1.0}, "train": {"float32": 1.0}},
+             "train_floor_s": 60.0, "eval_floor_s": 60.0, "train_floor_s_no_cache": 120.0, "eval_floor_s_no_cache": 120.0}
+    monkeypatch.setattr(study_floor, "floor", lambda path: dict(fixed))
+    # a study from before the cache records no model.prefix_cache: its floor is the one without the cache
+    for model, fraction in (({}, "1.000"), ({"prefix_cache": "off"}, "1.000"), ({"prefix_cache": "auto"}, "0.500")):
+        runs = {"1": {"train": {"seconds": 120.0}, "eval_seconds": 120.0, "identity": {"config": {"model": model}}}}
+        path = tmp_path / "results.json"
+        path.write_text(json.dumps({"runs": runs}))
+        assert study_floor.main(["--config", str(REPO / "configs" / "demo.yaml"), "--results", str(path)]) == 0
+        out = dict(line.split("=", 1) for line in capsys.readouterr().out.splitlines())
+        assert out["train_floor_fraction"] == fraction == out["eval_floor_fraction"]
