@@ -80,9 +80,9 @@ def training_tokens(run_config, tokenizer, steps: int) -> dict[str, int]:
 
 def cached_layers(run_config, layers: int) -> int:
     """Decoder layers the frozen-prefix cache runs once per text for this run (0 where its config turns it off)."""
-    from poolattn.study.plan import prefix_cache_plan
+    from poolattn.study.plan import prefix_cache_off
 
-    if not prefix_cache_plan(run_config).startswith("auto"):
+    if prefix_cache_off(run_config) is not None:
         return 0
     return layers - _lora_depth(run_config, layers) if run_config.model.lora.enabled else layers
 

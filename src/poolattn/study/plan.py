@@ -144,15 +144,25 @@ def make_plan(config: Config) -> StudyPlan:
     return StudyPlan(config, out, runs, list(config.eval.tasks))
 
 
-def prefix_cache_plan(config: Config) -> str:
-    """Whether the frozen-prefix cache (backbone/prefix.py) will run, as far as the config alone says; each model
-    checks the rest (family, dropout, trainable parameters below the cut) when it runs, and logs its decision."""
+def prefix_cache_off(config: Config) -> str | None:
+    """Why the config alone turns the frozen-prefix cache (backbone/prefix.py) off, or None; each model checks the
+    rest (family, dropout, trainable parameters below the cut) when it runs, and logs its decision."""
     model = config.model
     if model.prefix_cache == "off":
-        return "off (model.prefix_cache: off)"
+        return "model.prefix_cache: off"
     if model.lora.enabled and not model.lora.layers:
-        return "off: LoRA adapts every layer (model.lora.layers unset), so no layer is frozen below the first adapted one"
-    cut = "the lowest layer of model.lora.layers" if model.lora.enabled else "the final norm"
+        return "LoRA adapts every layer (model.lora.layers unset), so no layer is frozen below the first adapted one"
+    return None
+
+
+def prefix_cache_plan(config: Config) -> str:
+    """The plan's prefix_cache line: off and why, or what it will cache."""
+    off = prefix_cache_off(config)
+    if off == "model.prefix_cache: off":
+        return f"off ({off})"
+    if off is not None:
+        return f"off: {off}"
+    cut = "the lowest layer of model.lora.layers" if config.model.lora.enabled else "the final norm"
     return (f"auto: the layers below {cut} run once per text and attention mode; every later run of the study "
             f"that meets the same text reuses their output (each model checks that this is exact and logs it; "
             f"--dry-run's estimate says what the calibration found)")
