@@ -113,3 +113,17 @@ def test_encode_checks_its_output_before_loading_the_model(tmp_path, capsys, mon
         assert main(["encode", "--model", "1", "--input", str(source), "--output", output]) == 2
         assert message in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "in.txt"]
+
+
+def test_a_command_run_under_a_launcher_closes_its_process_group(tmp_path, capsys):
+    """torchrun / accelerate open a process group; the command closes it before Python shuts down (gloo's threads
+    left to interpreter teardown can abort a finished run)."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        assert main(["models", "list"]) == 0
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

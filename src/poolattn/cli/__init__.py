@@ -70,6 +70,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"poolattn {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        release_process_group()
+
+
+def release_process_group() -> None:
+    """Destroy the torch.distributed process group a command ran in (torchrun, accelerate launch), if any.
+
+    The command line owns its process, so it closes what the launch opened. Left to interpreter shutdown, gloo's
+    worker threads can still hold work objects when Python tears down, and the process dies with "terminate called
+    without an active exception" (SIGABRT) after a run that finished well: seen once in this project's CI, on a
+    2-process torchrun test, and reported upstream (pytorch/pytorch#190489). torch is not imported for this: a
+    command that never imported it has no group.
+    """
+    distributed = sys.modules.get("torch.distributed")
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        distributed.destroy_process_group()
 
 
 if __name__ == "__main__":  # pragma: no cover
