@@ -224,6 +224,9 @@ class TrainConfig:
     per_device_eval_batch_size: int = 8
     gradient_accumulation_steps: int = 1
     learning_rate: float = 1e-5
+    # peak learning rate of the trainable pooling head (null: learning_rate); the schedule scales it like the LoRA
+    # rate. A fresh head starts from random latents while LoRA starts at zero: one rate need not suit both
+    head_learning_rate: float | None = None
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     max_steps: int = -1
@@ -255,6 +258,8 @@ class TrainConfig:
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
             _check_positive("train", name, getattr(self, name))
         _check_positive("train", "learning_rate", self.learning_rate, zero_ok=True)
+        if self.head_learning_rate is not None:
+            _check_positive("train", "head_learning_rate", self.head_learning_rate, zero_ok=True)
         _check_positive("train", "weight_decay", self.weight_decay, zero_ok=True)
         _check_positive("train", "max_grad_norm", self.max_grad_norm, zero_ok=True)
         _check_positive("train", "num_train_epochs", self.num_train_epochs, zero_ok=True)

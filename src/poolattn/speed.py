@@ -91,7 +91,7 @@ def time_train_steps(config: Config, steps: int = 2, *, model: Embedder | None =
     collator = TripletCollator(model.text_tokenizer)
     step = build_step(config, model.text_tokenizer.collate)
     args = to_training_arguments(config)
-    optimizer = build_optimizer(model, args)
+    optimizer = build_optimizer(model, args, config.train.head_learning_rate)
     scheduler = build_scheduler(optimizer, args, planned_steps(config, len(sampler)))
     params = [p for group in optimizer.param_groups for p in group["params"]]
     batches = iter(sampler)

@@ -41,13 +41,51 @@ def test_biases_and_norms_get_no_weight_decay_and_frozen_weights_no_optimizer(ti
     assert all(g["lr"] == 3e-3 for g in optimizer.param_groups)
 
 
+def test_the_head_gets_its_own_learning_rate_and_the_schedule_scales_both(tiny_llama, tmp_path):
+    config = _config(tiny_llama, tmp_path, weight_decay=0.1, learning_rate=1e-3, head_learning_rate=4e-3,
+                     warmup_steps=2, max_steps=4)
+    model = Embedder.from_config(config.model, device="cpu")  # design 4: latent head
+    args = to_training_arguments(config)
+    optimizer = recipe.build_optimizer(model, args, config.train.head_learning_rate)
+    names = {id(p): n for n, p in model.named_parameters()}
+    by_rate: dict[float, set[str]] = {}
+    for group in optimizer.param_groups:
+        by_rate.setdefault(group["lr"], set()).update(names[id(p)] for p in group["params"])
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert by_rate[4e-3] == {n for n in trainable if n.startswith("pooler.")} != set()
+    assert by_rate[1e-3] == {n for n in trainable if "lora_" in n} != set()
+    decayed = {names[id(p)] for g in optimizer.param_groups if g["weight_decay"] for p in g["params"]}
+    assert any(n.startswith("pooler.") for n in decayed) and not any(re.search(r"bias|norm", n) for n in decayed)
+    scheduler = recipe.build_scheduler(optimizer, args, 4)
+    rates = []
+    for _ in range(4):
+        rates.append(sorted({g["lr"] for g in optimizer.param_groups}))
+        optimizer.step()
+        scheduler.step()
+    assert rates[1] == pytest.approx([0.5e-3, 2e-3])  # warmup: half way, the same fraction of each peak
+    assert rates[2] == pytest.approx([1e-3, 4e-3])
+
+
+def test_without_a_head_rate_the_optimizer_keeps_its_two_groups(tiny_llama, tmp_path):
+    """A checkpoint's optimizer state (two groups) must still load into a run that sets no head rate."""
+    config = _config(tiny_llama, tmp_path, weight_decay=0.1)
+    model = Embedder.from_config(config.model, device="cpu")
+    assert len(recipe.build_optimizer(model, to_training_arguments(config)).param_groups) == 2
+
+
+def test_a_head_rate_for_a_design_without_a_head_is_reported(tiny_llama, tmp_path, caplog):
+    config = _config(tiny_llama, tmp_path, design=1, max_steps=1, head_learning_rate=1e-2)
+    train(config)
+    assert "head_learning_rate=0.01 is not used: the eos head" in caplog.text
+
+
 @pytest.mark.parametrize("max_records", [6, 10])
 def test_the_trainer_uses_the_recipe_and_the_eta_counts_its_steps(tiny_llama, tmp_path, monkeypatch, max_records):
     built = []
 
-    def spy_optimizer(model, args):
+    def spy_optimizer(model, args, head_learning_rate=None):
         built.append(("optimizer", type(model).__name__))
-        return recipe.build_optimizer(model, args)
+        return recipe.build_optimizer(model, args, head_learning_rate)
 
     def spy_scheduler(optimizer, args, steps):
         built.append(("scheduler", steps))

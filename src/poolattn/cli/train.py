@@ -48,6 +48,8 @@ FLAGS: dict[str, tuple[str, Any, str]] = {
     "--gradient_accumulation_steps": ("train.gradient_accumulation_steps", int,
                                       "multiplies the contrastive batch (GradCache keeps memory flat)"),
     "--learning_rate": ("train.learning_rate", float, "peak learning rate"),
+    "--head_learning_rate": ("train.head_learning_rate", float,
+                             "peak learning rate of the trainable pooling head (default: --learning_rate)"),
     "--weight_decay": ("train.weight_decay", float, "AdamW weight decay"),
     "--max_grad_norm": ("train.max_grad_norm", float, "gradient clipping"),
     "--max_steps": ("train.max_steps", int, "optimizer steps (overrides epochs)"),

@@ -26,6 +26,7 @@ from poolattn.losses import build_loss
 from poolattn.training.step import ContrastiveStep
 
 # Parameters left out of weight decay (transformers' Trainer rule): biases and normalisation weights.
+HEAD_PREFIX = "pooler."  # the trainable pooling head's parameters in an `Embedder`
 NO_DECAY = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
 
 
@@ -84,15 +85,19 @@ def use_training_kernel(model: nn.Module, config: Config) -> None:
         model.backbone.get_base_model().set_attn_implementation(config.train.attn_implementation)
 
 
-def build_optimizer(model: nn.Module, args: TrainingArguments) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, args: TrainingArguments,
+                    head_learning_rate: float | None = None) -> torch.optim.Optimizer:
     """The optimizer `args.optim` names (AdamW by default) over the trainable parameters; biases and norms get no
-    weight decay."""
+    weight decay, and the pooling head's parameters (`pooler.*`) get `head_learning_rate` where it is set."""
     decay = set(get_parameter_names(model, [nn.LayerNorm], NO_DECAY))
     trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for name, p in trainable if name in decay], "weight_decay": args.weight_decay},
-        {"params": [p for name, p in trainable if name not in decay], "weight_decay": 0.0},
-    ]
+    # without a head rate: the same two groups as always, so a checkpoint's optimizer state still loads
+    parts = [({}, lambda name: True)] if head_learning_rate is None else [
+        ({}, lambda name: not name.startswith(HEAD_PREFIX)),
+        ({"lr": head_learning_rate}, lambda name: name.startswith(HEAD_PREFIX))]
+    groups = [{"params": [p for name, p in trainable if chosen(name) and (name in decay) == decays],
+               "weight_decay": args.weight_decay if decays else 0.0, **rate}
+              for rate, chosen in parts for decays in (True, False)]
     optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
     return optimizer_cls(groups, **kwargs)
 

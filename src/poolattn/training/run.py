@@ -268,8 +268,12 @@ def train(config: Config, *, callbacks: list | None = None) -> TrainResult:
     trainer = PoolattnTrainer(
         model=model, args=args, train_dataset=dataset, data_collator=collator,
         step=step, batch_sampler=sampler, loss_scale=config.loss.scale, contrastive_batch=contrastive,
-        skip_nonfinite=config.train.skip_nonfinite, callbacks=callbacks,
+        skip_nonfinite=config.train.skip_nonfinite, head_learning_rate=config.train.head_learning_rate,
+        callbacks=callbacks,
     )
+    if config.train.head_learning_rate is not None and not any(p.requires_grad for p in model.pooler.parameters()):
+        logger.warning("train.head_learning_rate=%g is not used: the %s head has no trainable parameter",
+                       config.train.head_learning_rate, config.model.pooling.name)
     holdout = None
     if held:
         holdout = HoldoutCallback(trainer, held, config.train.eval_steps, config.train.output_dir)

@@ -105,6 +105,7 @@ class PoolattnTrainer(Trainer):
         loss_scale: float,
         contrastive_batch: int,
         skip_nonfinite: bool = False,
+        head_learning_rate: float | None = None,
         callbacks=None,
     ) -> None:
         super().__init__(
@@ -118,6 +119,7 @@ class PoolattnTrainer(Trainer):
         self.loss_scale = loss_scale
         self.contrastive_batch = contrastive_batch
         self.skip_nonfinite = skip_nonfinite
+        self.head_learning_rate = head_learning_rate
         self.skipped_batches = 0
         self._tokens = 0
         self._tokens_since = time.perf_counter()
@@ -138,7 +140,8 @@ class PoolattnTrainer(Trainer):
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
         # the recipe's optimizer (training/recipe.py), which the timing in speed.py builds too
         if self.optimizer is None:
-            self.optimizer = build_optimizer(self.model if model is None else model, self.args)
+            self.optimizer = build_optimizer(self.model if model is None else model, self.args,
+                                             self.head_learning_rate)
         return self.optimizer
 
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
