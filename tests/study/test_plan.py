@@ -52,3 +52,13 @@ def test_cli_dry_run_loads_no_model(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "backbone: mistralai/Mistral-7B-v0.1" in out and "data: yixuantt/ir_data" in out
     assert main(["study", "--design", "1", "--dry-run"]) == 2
+
+
+def test_cli_seeds_train_every_design_once_per_seed_and_bad_seeds_are_named(capsys):
+    assert main(["study", "--config", "configs/demo.yaml", "--designs", "1,3", "--seeds", "7, 8,9", "--dry-run",
+                 "--no-estimate"]) == 0
+    out = capsys.readouterr().out
+    for seed in (7, 8, 9):
+        assert f"seed {seed}" in out or f"seed{seed}" in out, out
+    assert main(["study", "--config", "configs/demo.yaml", "--seeds", "7,x", "--dry-run", "--no-estimate"]) == 2
+    assert "--seeds '7,x'" in capsys.readouterr().err

@@ -13,6 +13,8 @@ from poolattn.study.plan import describe, make_plan
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--designs", default=None, help="comma-separated designs to run, e.g. 1,5 (default: config)")
+    parser.add_argument("--seeds", default=None, help="comma-separated training seeds, each design trained once per "
+                        "seed, e.g. 42,43,44 (default: study.seeds in the config, else train.seed alone)")
     parser.add_argument("--tasks", default=None, help="comma-separated tasks, 'suite' or categories (default: config)")
     parser.add_argument("--study-dir", default=None, help="where the runs and the report go (default: config)")
     parser.add_argument("--force", action="store_true", help="redo runs that are already trained and evaluated")
@@ -29,9 +31,19 @@ def _rerun_args(args: argparse.Namespace) -> list[str]:
         out += ["--config", args.config]
     if args.designs:
         out += ["--designs", args.designs]
+    if args.seeds:
+        out += ["--seeds", args.seeds]
     if args.study_dir:
         out += ["--study-dir", args.study_dir]
     return out
+
+
+def _seeds(text: str) -> list[int]:
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    bad = [p for p in parts if not p.lstrip("-").isdigit()]
+    if bad or not parts:
+        raise InputError(f"--seeds {text!r}: give comma-separated integers, e.g. --seeds 42,43,44")
+    return [int(p) for p in parts]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     overrides: dict = {}
     if args.designs:
         overrides.setdefault("study", {})["designs"] = [d.strip() for d in args.designs.split(",") if d.strip()]
+    if args.seeds:
+        overrides.setdefault("study", {})["seeds"] = _seeds(args.seeds)
     if args.study_dir:
         overrides.setdefault("study", {})["output_dir"] = args.study_dir
     if args.tasks:

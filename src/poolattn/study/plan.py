@@ -185,7 +185,8 @@ def describe(plan: StudyPlan) -> str:
         f"  lora: r={c.model.lora.r} alpha={c.model.lora.alpha} dropout={c.model.lora.dropout} "
         f"targets={','.join(c.model.lora.target_modules)} layers={c.model.lora.layers or 'all'}",
         f"  pooling head: preset={c.model.pooling.preset} num_latents={c.model.pooling.num_latents} "
-        f"num_heads={c.model.pooling.num_heads} head_dim={c.model.pooling.head_dim} ff_mult={c.model.pooling.ff_mult}",
+        f"num_heads={c.model.pooling.num_heads} head_dim={c.model.pooling.head_dim} ff_mult={c.model.pooling.ff_mult} "
+        f"init={c.model.pooling.init}",
         f"  prefix_cache={prefix_cache_plan(c)}",
         "loss:",
         f"  {c.loss.name} scale={c.loss.scale} contrastive_batch={c.loss.contrastive_batch} "
@@ -193,7 +194,7 @@ def describe(plan: StudyPlan) -> str:
         "train:",
     ]
     train = c.train
-    for name in ("learning_rate", "max_steps", "num_train_epochs", "per_device_train_batch_size",
+    for name in ("learning_rate", "head_learning_rate", "max_steps", "num_train_epochs", "per_device_train_batch_size",
                  "gradient_accumulation_steps", "warmup_steps", "lr_scheduler_type", "weight_decay", "max_grad_norm",
                  "bf16", "fp16", "attn_implementation", "seed", "save_steps", "save_total_limit", "logging_steps"):
         value = getattr(train, name)
