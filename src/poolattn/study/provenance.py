@@ -56,17 +56,20 @@ def _shared_settings(s: Settings | None) -> Table | Para:
     scale, chunk = s.loss_scale, s.grad_cache_chunk_size
     temperature = f" (temperature {1 / scale:g})" if isinstance(scale, (int, float)) and scale else ""
     sizes = ", ".join(f"{k} {v}" for k, v in s.pooling_sizes)
+    head_rate = s.head_learning_rate not in (None, NOT_RECORDED)
     precision = ("bf16" if s.bf16 is True else "fp16" if s.fp16 is True else BF16_UNSET if s.bf16 is None else "fp32")
     rows = [
         ("Backbone", NOT_RECORDED if s.backbone is None else s.backbone),
         ("Training steps", _planned_steps(s)),
         ("Batch", f"{s.per_device_batch} per device × {s.accumulation} accumulation"),
-        ("Learning rate", f"{s.learning_rate}, {s.lr_scheduler} schedule, {s.warmup_steps} warmup steps"),
+        ("Learning rate", f"{s.learning_rate}" + (f" (pooling head {s.head_learning_rate})" if head_rate else "")
+                          + f", {s.lr_scheduler} schedule, {s.warmup_steps} warmup steps"),
         ("Loss", f"{s.loss_name}, scale {scale}{temperature}, {s.contrastive_batch} contrastive batch"
                  + (f", GradCache chunks of {chunk}" if isinstance(chunk, int) else "")),
         ("Max length", f"{s.max_length} tokens"),
         ("LoRA", _lora_text(s)),
-        ("Pooling head size", f"{s.pooling_preset} preset" + (f" ({sizes})" if sizes else "")),
+        ("Pooling head size", f"{s.pooling_preset} preset" + (f" ({sizes})" if sizes else "")
+                              + (f", {s.pooling_init} start" if s.pooling_init != NOT_RECORDED else "")),
         ("Precision", f"train {precision}, model dtype {s.model_dtype}, eval dtype {s.eval_dtype}"),
         ("Seeds", f"model {s.model_seed}, training {s.train_seed}"),
         ("Training data", data_text(s)),

@@ -67,6 +67,8 @@ class Settings:
     per_device_batch: object
     accumulation: object
     learning_rate: object
+    head_learning_rate: object
+    """The pooling head's own peak rate; None: the head shared `learning_rate`."""
     lr_scheduler: object
     warmup_steps: object
     loss_name: object
@@ -78,6 +80,7 @@ class Settings:
     """None: not recorded."""
     pooling_preset: object
     pooling_sizes: tuple[tuple[str, object], ...]
+    pooling_init: object
     bf16: object
     fp16: object
     model_dtype: object
@@ -105,6 +108,7 @@ class Settings:
             num_train_epochs=get("train.num_train_epochs", None),
             per_device_batch=get("train.per_device_train_batch_size"),
             accumulation=get("train.gradient_accumulation_steps"), learning_rate=get("train.learning_rate"),
+            head_learning_rate=get("train.head_learning_rate"),
             lr_scheduler=get("train.lr_scheduler_type"), warmup_steps=get("train.warmup_steps"),
             loss_name=get("loss.name"), loss_scale=get("loss.scale"), contrastive_batch=get("loss.contrastive_batch"),
             grad_cache_chunk_size=get("loss.grad_cache_chunk_size"), max_length=get("model.max_length"),
@@ -113,6 +117,7 @@ class Settings:
             pooling_preset=pooling.get("preset", NOT_RECORDED),
             pooling_sizes=tuple((k, pooling[k]) for k in ("num_latents", "num_heads", "head_dim", "ff_mult", "layers")
                                 if pooling.get(k) is not None),
+            pooling_init=pooling.get("init", NOT_RECORDED),
             bf16=get("train.bf16"), fp16=get("train.fp16"), model_dtype=get("model.dtype"),
             eval_dtype=get("eval.dtype"), model_seed=get("model.seed"), train_seed=get("train.seed"),
             data=data, eval_tasks=get("eval.tasks"))
