@@ -43,3 +43,15 @@ def test_extends_cycles_are_refused(tmp_path):
     (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
     with pytest.raises(ConfigError, match="extends itself"):
         load_config(tmp_path / "a.yaml")
+
+
+def test_residual_variant_changes_only_the_heads_start_and_rate():
+    demo, residual = load_config(Path("configs/demo.yaml")), load_config(Path("configs/demo-residual.yaml"))
+    assert (demo.model.pooling.init, residual.model.pooling.init) == ("paper", "residual")
+    assert (demo.train.head_learning_rate, residual.train.head_learning_rate) == (None, 1e-4)
+    assert residual.study.seeds == [42]
+    strip = {"model": {"pooling": {"init": "paper"}}, "train": {"head_learning_rate": None}}
+    from poolattn.config import merge
+
+    back = merge(residual, strip)
+    assert back.model == demo.model and back.train == demo.train and back.loss == demo.loss and back.data == demo.data

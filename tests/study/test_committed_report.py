@@ -1,4 +1,4 @@
-"""The committed report (docs/study) regenerates from the committed results and items files, byte for byte.
+"""The committed reports (docs/study, docs/study-residual) regenerate from the committed results and items files, byte for byte.
 
 This is what makes a refactor of study/ safe: any change to a number, a format or a section of the report shows up
 here as a diff against the committed files. A deliberate change to the report regenerates docs/study with
@@ -18,13 +18,19 @@ import pytest
 
 from poolattn.study.report import write_report
 
-STUDY = Path(__file__).resolve().parents[2] / "docs" / "study"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+STUDIES = [DOCS / "study", DOCS / "study-residual"]  # the embedded study and its residual-start variant
 IMAGE = re.compile(r'src="data:image/png;base64,[A-Za-z0-9+/=]+"')
 
 
+@pytest.fixture(scope="module", params=STUDIES, ids=lambda p: p.name)
+def study(request) -> Path:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def regenerated(tmp_path_factory) -> dict[str, Path]:
-    return write_report(STUDY / "results.json", tmp_path_factory.mktemp("regenerated"))
+def regenerated(study, tmp_path_factory) -> dict[str, Path]:
+    return write_report(study / "results.json", tmp_path_factory.mktemp("regenerated"))
 
 
 def _diff(committed: str, regenerated: str, name: str) -> str:
@@ -33,19 +39,19 @@ def _diff(committed: str, regenerated: str, name: str) -> str:
     return "\n".join(list(lines)[:40])
 
 
-def test_markdown_regenerates_byte_identical(regenerated):
-    committed = (STUDY / "report.md").read_text(encoding="utf-8")
+def test_markdown_regenerates_byte_identical(study, regenerated):
+    committed = (study / "report.md").read_text(encoding="utf-8")
     text = regenerated["markdown"].read_text(encoding="utf-8")
     assert text == committed, _diff(committed, text, "report.md")
 
 
-def test_html_regenerates_identical_apart_from_image_bytes(regenerated):
-    committed = IMAGE.sub('src="<png>"', (STUDY / "report.html").read_text(encoding="utf-8"))
+def test_html_regenerates_identical_apart_from_image_bytes(study, regenerated):
+    committed = IMAGE.sub('src="<png>"', (study / "report.html").read_text(encoding="utf-8"))
     page = IMAGE.sub('src="<png>"', regenerated["html"].read_text(encoding="utf-8"))
     assert page.count('src="<png>"') == 3
     assert page == committed, _diff(committed, page, "report.html")
 
 
-def test_stats_json_regenerates_identical(regenerated):
-    committed = json.loads((STUDY / "stats.json").read_text(encoding="utf-8"))
+def test_stats_json_regenerates_identical(study, regenerated):
+    committed = json.loads((study / "stats.json").read_text(encoding="utf-8"))
     assert json.loads(regenerated["stats"].read_text(encoding="utf-8")) == committed

@@ -19,18 +19,35 @@ from scipy.stats import pearsonr, spearmanr
 ROOT = Path(__file__).resolve().parents[2]
 STUDY = ROOT / "docs" / "study"
 RESULTS = STUDY / "results.json"
+# the embedded study (the README's tables) and its residual-start variant (configs/demo-residual.yaml)
+STUDIES = [STUDY, ROOT / "docs" / "study-residual"]
+
+
+@pytest.fixture(scope="module", params=STUDIES, ids=lambda p: p.name)
+def folder(request) -> Path:
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def results() -> dict:
-    assert RESULTS.is_file(), f"{RESULTS} is missing: the embedded study's results must be committed"
-    return json.loads(RESULTS.read_text(encoding="utf-8"))
+def results(folder) -> dict:
+    path = folder / "results.json"
+    assert path.is_file(), f"{path} is missing: the embedded study's results must be committed"
+    content = json.loads(path.read_text(encoding="utf-8"))
+    content["_folder"] = str(folder)
+    return content
 
 
-def _items(run: str, task: str) -> dict:
-    path = STUDY / "items" / run / f"{task}.json"
+def _items(run: str, task: str, folder: Path) -> dict:
+    path = folder / "items" / run / f"{task}.json"
     assert path.is_file(), f"no items file for run {run!r}, task {task!r}"
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _run_of(results: dict, group: str) -> str:
+    """The run key of a design's group (comparisons are by group; items by run): these checks are for one seed."""
+    keys = [key for key, entry in results["runs"].items() if (entry.get("group") or key) == group]
+    assert len(keys) == 1, f"{group!r} has runs {keys}: a one-seed check"
+    return keys[0]
 
 
 def _tasks(results: dict, category: str) -> list[str]:
@@ -42,7 +59,7 @@ def test_every_run_and_task_has_items_that_give_its_score(results):
     for run, entry in results["runs"].items():
         for task, score in entry["scores"].items():
             assert score is not None, f"{run} has no score for {task}"
-            content = _items(run, task)
+            content = _items(run, task, Path(results["_folder"]))
             assert content["task"] == task
             category = results["tasks"][task]["category"]
             if category in ("retrieval", "reranking"):
@@ -88,8 +105,8 @@ def test_an_independent_paired_bootstrap_agrees_on_every_retrieval_interval(resu
     for design, cells in results["comparisons"].items():
         per_task = []
         for task in tasks:
-            ref = {item["id"]: item["score"] for item in _items(reference, task)["items"]}
-            run = {item["id"]: item["score"] for item in _items(design, task)["items"]}
+            ref = {item["id"]: item["score"] for item in _items(_run_of(results, reference), task, Path(results["_folder"]))["items"]}
+            run = {item["id"]: item["score"] for item in _items(_run_of(results, design), task, Path(results["_folder"]))["items"]}
             assert set(ref) == set(run), (design, task)
             ids = sorted(ref)
             diff = np.array([run[i] - ref[i] for i in ids])
@@ -102,12 +119,13 @@ def test_an_independent_paired_bootstrap_agrees_on_every_retrieval_interval(resu
         assert high == pytest.approx(committed[1], abs=0.03), design
 
 
-def test_the_readme_verdict_table_is_the_committed_studys(results):
+def test_the_readme_verdict_table_is_the_committed_studys():
     from poolattn.study.analysis import analyse
     from poolattn.study.evidence import verdict_markdown
     from poolattn.study.results import load_results
 
-    analysis = analyse(load_results(RESULTS), reference=results["reference"])
+    reference = json.loads(RESULTS.read_text(encoding="utf-8"))["reference"]
+    analysis = analyse(load_results(RESULTS), reference=reference)
     table = verdict_markdown(analysis).strip()
     assert table, "the committed study gives no verdicts"
     assert table in (ROOT / "README.md").read_text(encoding="utf-8"), \
@@ -125,8 +143,8 @@ def test_sts_intervals_that_respect_shared_words_are_wider_than_the_pair_bootstr
 
     tasks = _tasks(results, "sts")
     reference = results["reference"]
-    items = {run: {t: load_run_items(STUDY / "items" / run)[t] for t in tasks} for run in results["comparisons"]}
-    items[reference] = {t: load_run_items(STUDY / "items" / reference)[t] for t in tasks}
+    items = {run: {t: load_run_items(Path(results["_folder"]) / "items" / _run_of(results, run))[t] for t in tasks} for run in results["comparisons"]}
+    items[reference] = {t: load_run_items(Path(results["_folder"]) / "items" / _run_of(results, reference))[t] for t in tasks}
     texts = {t: suite_pair_texts(t) for t in tasks}
     with_texts = PairedBootstrap({r: [{t: i.with_texts(texts[t]) for t, i in found.items()}]
                                   for r, found in items.items()}, n_boot=2000)
