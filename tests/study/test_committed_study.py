@@ -32,9 +32,7 @@ def folder(request) -> Path:
 def results(folder) -> dict:
     path = folder / "results.json"
     assert path.is_file(), f"{path} is missing: the embedded study's results must be committed"
-    content = json.loads(path.read_text(encoding="utf-8"))
-    content["_folder"] = str(folder)
-    return content
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _items(run: str, task: str, folder: Path) -> dict:
@@ -54,12 +52,12 @@ def _tasks(results: dict, category: str) -> list[str]:
     return sorted(t for t, info in results["tasks"].items() if info.get("category") == category)
 
 
-def test_every_run_and_task_has_items_that_give_its_score(results):
+def test_every_run_and_task_has_items_that_give_its_score(results, folder):
     checked = 0
     for run, entry in results["runs"].items():
         for task, score in entry["scores"].items():
             assert score is not None, f"{run} has no score for {task}"
-            content = _items(run, task, Path(results["_folder"]))
+            content = _items(run, task, folder)
             assert content["task"] == task
             category = results["tasks"][task]["category"]
             if category in ("retrieval", "reranking"):
@@ -97,7 +95,7 @@ def test_some_difference_survives_holm(results):
     assert smallest < 0.05
 
 
-def test_an_independent_paired_bootstrap_agrees_on_every_retrieval_interval(results):
+def test_an_independent_paired_bootstrap_agrees_on_every_retrieval_interval(results, folder):
     reference = results["reference"]
     tasks = _tasks(results, "retrieval")
     rng = np.random.default_rng(20261130)
@@ -105,8 +103,8 @@ def test_an_independent_paired_bootstrap_agrees_on_every_retrieval_interval(resu
     for design, cells in results["comparisons"].items():
         per_task = []
         for task in tasks:
-            ref = {item["id"]: item["score"] for item in _items(_run_of(results, reference), task, Path(results["_folder"]))["items"]}
-            run = {item["id"]: item["score"] for item in _items(_run_of(results, design), task, Path(results["_folder"]))["items"]}
+            ref = {item["id"]: item["score"] for item in _items(_run_of(results, reference), task, folder)["items"]}
+            run = {item["id"]: item["score"] for item in _items(_run_of(results, design), task, folder)["items"]}
             assert set(ref) == set(run), (design, task)
             ids = sorted(ref)
             diff = np.array([run[i] - ref[i] for i in ids])
@@ -132,7 +130,7 @@ def test_the_readme_verdict_table_is_the_committed_studys():
         "README.md's verdict table differs from evidence.verdict_markdown(analyse(docs/study/results.json))"
 
 
-def test_sts_intervals_that_respect_shared_words_are_wider_than_the_pair_bootstraps(results):
+def test_sts_intervals_that_respect_shared_words_are_wider_than_the_pair_bootstraps(results, folder):
     """SimLex-999 and WordSim-353 reuse words across pairs; resampling shared-text components (what the study does)
     gives wider STS intervals than resampling pairs as if independent, summed over the designs, per task and for the
     category. Not for every design: design 5's WordSim interval is narrower (see the report's prose)."""
@@ -143,8 +141,8 @@ def test_sts_intervals_that_respect_shared_words_are_wider_than_the_pair_bootstr
 
     tasks = _tasks(results, "sts")
     reference = results["reference"]
-    items = {run: {t: load_run_items(Path(results["_folder"]) / "items" / _run_of(results, run))[t] for t in tasks} for run in results["comparisons"]}
-    items[reference] = {t: load_run_items(Path(results["_folder"]) / "items" / _run_of(results, reference))[t] for t in tasks}
+    items = {run: {t: load_run_items(folder / "items" / _run_of(results, run))[t] for t in tasks} for run in results["comparisons"]}
+    items[reference] = {t: load_run_items(folder / "items" / _run_of(results, reference))[t] for t in tasks}
     texts = {t: suite_pair_texts(t) for t in tasks}
     with_texts = PairedBootstrap({r: [{t: i.with_texts(texts[t]) for t, i in found.items()}]
                                   for r, found in items.items()}, n_boot=2000)
