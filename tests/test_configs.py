@@ -20,7 +20,8 @@ def test_configs_exist():
 def test_every_config_loads_and_plans(path):
     config = load_config(path)
     plan = make_plan(config)
-    assert [r.design.number for r in plan.runs if r.trained] == [1, 2, 3, 4, 5]
+    seeds = len(config.study.seeds or [None])
+    assert [r.design.number for r in plan.runs if r.trained] == [d for d in (1, 2, 3, 4, 5) for _ in range(seeds)]
 
 
 def test_paper_dry_run_states_the_papers_setup():
@@ -45,13 +46,14 @@ def test_extends_cycles_are_refused(tmp_path):
         load_config(tmp_path / "a.yaml")
 
 
-def test_residual_variant_changes_only_the_heads_start_and_rate():
-    demo, residual = load_config(Path("configs/demo.yaml")), load_config(Path("configs/demo-residual.yaml"))
-    assert (demo.model.pooling.init, residual.model.pooling.init) == ("paper", "residual")
-    assert (demo.train.head_learning_rate, residual.train.head_learning_rate) == (None, 1e-4)
-    assert residual.study.seeds == [42]
-    strip = {"model": {"pooling": {"init": "paper"}}, "train": {"head_learning_rate": None}}
+def test_paper_variant_changes_only_the_heads_start_rate_and_seeds():
+    demo, paper = load_config(Path("configs/demo.yaml")), load_config(Path("configs/demo-paper.yaml"))
+    assert (demo.model.pooling.init, paper.model.pooling.init) == ("residual", "paper")
+    assert (demo.train.head_learning_rate, paper.train.head_learning_rate) == (1e-4, None)
+    assert (demo.study.seeds, paper.study.seeds) == ([42, 43, 44], None)
+    assert paper.study.output_dir != demo.study.output_dir
+    strip = {"model": {"pooling": {"init": "residual"}}, "train": {"head_learning_rate": 1e-4}}
     from poolattn.config import merge
 
-    back = merge(residual, strip)
+    back = merge(paper, strip)
     assert back.model == demo.model and back.train == demo.train and back.loss == demo.loss and back.data == demo.data
