@@ -32,7 +32,7 @@ import torch
 
 from poolattn.config import load_config
 from poolattn.model import Embedder
-from poolattn.training.callbacks import retrieval_metrics
+from poolattn.training.callbacks import holdout_metrics
 from poolattn.training.run import load_training_data, split_holdout
 
 
@@ -73,8 +73,7 @@ def measure(run: Path, dtype: str = "auto", backbone: str | None = None) -> dict
     captured: list[tuple[torch.Tensor, torch.Tensor]] = []
     hook = start.register_forward_hook(lambda module, args, out: captured.append((args[0].detach(), out.detach())))
     try:
-        queries = model.encode([r.query for r in held], instruction=[r.instruction for r in held], show_progress=False)
-        docs = model.encode([r.positive for r in held], show_progress=False)
+        with_head = holdout_metrics(model, held)  # the training's own held-out check, with the head as trained
     finally:
         hook.remove()
     base = torch.cat([b for b, _ in captured]).double()
@@ -84,12 +83,9 @@ def measure(run: Path, dtype: str = "auto", backbone: str | None = None) -> dict
     weight = start.delta.weight.data.clone()
     start.delta.weight.data.zero_()
     try:
-        base_queries = model.encode([r.query for r in held], instruction=[r.instruction for r in held],
-                                    show_progress=False)
-        base_docs = model.encode([r.positive for r in held], show_progress=False)
+        without = holdout_metrics(model, held)  # the same check with the correction taken out
     finally:
         start.delta.weight.data.copy_(weight)
-    with_head, without = retrieval_metrics(queries, docs), retrieval_metrics(base_queries, base_docs)
     return {
         "run": _name(run),
         "texts": int(base.shape[0]),
