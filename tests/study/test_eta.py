@@ -9,7 +9,7 @@ import pytest
 
 from poolattn.cli import main
 from poolattn.config import Config, merge
-from poolattn.study.eta import Calibration, calibrate, estimate
+from poolattn.study.eta import Calibration, EncodeRate, calibrate, estimate
 from poolattn.study.plan import make_plan
 from poolattn.study.run import _Eta
 
@@ -92,7 +92,8 @@ def test_a_calibrated_study_logs_its_estimate_and_runs(tiny_llama, tmp_path, cap
 def test_with_the_prefix_cache_a_run_costs_the_warm_rate_when_an_earlier_run_stored_what_it_needs(tmp_path):
     calibration = Calibration(step_seconds={k: 1.0 for k in "12345"}, eval_overhead_seconds=10.0, eval_texts=1000,
                               encode_seconds_per_text=0.01, encode_seconds_per_text_warm=0.004)
-    config = merge(_config("tiny", tmp_path), {"study": {"designs": [1, 2, 3, 4, 5]}, "data": {"holdout": 50}})
+    config = merge(_config("tiny", tmp_path), {"study": {"designs": [1, 2, 3, 4, 5]}, "data": {"holdout": 50},
+                                               "model": {"lora": {"layers": [-1]}}})
     guess = estimate(make_plan(config), calibration)
     cold, warm = 10.0 + 1000 * 0.01, 10.0 + 1000 * 0.004
     # baseline: the first causal run; 1-3 find the causal states and the vectors the baseline kept for design 3's
@@ -118,7 +119,7 @@ def test_the_plan_and_the_calibration_say_whether_the_prefix_cache_is_on_and_why
 
     upper = merge(_config(tiny_llama, tmp_path), {"model": {"lora": {"layers": [-1], "dropout": 0.0}},
                                                   "study": {"designs": [1]}})
-    assert "prefix_cache=auto: the layers below the lowest layer of model.lora.layers" in describe(make_plan(upper))
+    assert "prefix_cache=auto: the layers below the lowest LoRA layer" in describe(make_plan(upper))
     every = merge(_config(tiny_llama, tmp_path), {"study": {"designs": [1]}})  # LoRA on every layer
     assert "prefix_cache=off: LoRA adapts every layer" in describe(make_plan(every))
     switched = merge(upper, {"model": {"prefix_cache": "off"}})
@@ -131,3 +132,59 @@ def test_the_plan_and_the_calibration_say_whether_the_prefix_cache_is_on_and_why
     off = calibrate(make_plan(every))
     assert off.encode_seconds_per_text_warm is None
     assert "prefix cache off: no frozen layer below the first adapted one" in off.prefix_cache
+
+
+def test_trained_runs_and_held_out_checks_cost_the_rates_measured_for_them(tmp_path):
+    # a trained run is evaluated unmerged below float32 (Embedder.load) and its held-out checks run on its training
+    # model: each has its own measured rate; the untrained baseline keeps the merged model's
+    calibration = Calibration(step_seconds={"1": 2.0, "5": 3.0}, eval_overhead_seconds=10.0, eval_texts=1000,
+                              encode_seconds_per_text=0.01, encode_seconds_per_text_warm=0.004,
+                              trained_encode=EncodeRate(0.025, 0.01),
+                              holdout={"1": EncodeRate(0.03, 0.02), "5": EncodeRate(0.05, None)})
+    plan = make_plan(merge(_config("tiny", tmp_path), {"data": {"holdout": 50}, "model": {"lora": {"layers": [-1]}}}))
+    guess = estimate(plan, calibration)
+    # baseline: first causal run, cold at the merged rate; 1 finds the causal states (warm, unmerged); 5 is the
+    # first bidirectional run (cold, unmerged)
+    assert guess.eval == pytest.approx({"baseline": 10.0 + 1000 * 0.01, "1": 10.0 + 1000 * 0.01,
+                                        "5": 10.0 + 1000 * 0.025})
+    # held-out: 100 texts before and 100 after 3 steps; the first check cold, the second warm where the run's
+    # training model has a warm rate
+    assert guess.train == pytest.approx({"1": 3 * 2.0 + 100 * 0.03 + 100 * 0.02, "5": 3 * 3.0 + 200 * 0.05})
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_calibration_times_each_design_s_held_out_check_and_a_trained_run_s_evaluation(tiny_llama, tmp_path,
+                                                                                         dtype):
+    config = merge(_config(tiny_llama, tmp_path), {"data": {"holdout": 8}, "model": {"dtype": dtype},
+                                                   "eval": {"dtype": dtype},
+                                                   "study": {"seeds": [1, 2]}})
+    calibration = calibrate(make_plan(config), holdout_sample=4)
+    assert set(calibration.holdout) == {"1-seed1", "1-seed2", "5-seed1", "5-seed2"}
+    assert all(r.cold > 0 for r in calibration.holdout.values())
+    assert calibration.holdout["1-seed1"] == calibration.holdout["1-seed2"]  # a design is timed once
+    # float32 runs are evaluated merged, as the baseline is: one rate; below float32 a trained run has its own
+    assert (calibration.trained_encode is None) == (dtype == "float32")
+    if dtype == "bfloat16":
+        assert calibration.trained_encode.cold > 0
+    without = calibrate(make_plan(merge(config, {"data": {"holdout": 0}})))
+    assert without.holdout == {}
+
+
+def test_designs_whose_lora_covers_every_layer_are_planned_and_estimated_without_the_cache(tiny_llama, tmp_path):
+    from poolattn.study.plan import describe
+
+    config = merge(_config(tiny_llama, tmp_path), {
+        "model": {"lora": {"layers": [-1], "dropout": 0.0, "bidirectional_layers": None}},
+        "study": {"designs": [1, 4, 5]}, "data": {"holdout": 50}})
+    plan = make_plan(config)
+    text = describe(plan)
+    assert "bidirectional_layers=all" in text
+    assert "design 1 (eos-causal): auto: the layers below the lowest LoRA layer" in text
+    assert ("design 4 (latent-bidirectional): off: LoRA adapts every layer (model.lora.bidirectional_layers: null)"
+            in text)
+    calibration = Calibration(step_seconds={k: 1.0 for k in ("1", "4", "5")}, eval_overhead_seconds=10.0,
+                              eval_texts=1000, encode_seconds_per_text=0.01, encode_seconds_per_text_warm=0.004)
+    guess = estimate(plan, calibration)
+    # 5 would find what 4 stored, were the cache on for them: without it every bidirectional run is cold
+    assert guess.eval == {"baseline": 20.0, "1": 14.0, "4": 20.0, "5": 20.0}
+    assert guess.train["4"] == guess.train["5"] == pytest.approx(3.0 + 200 * 0.01)

@@ -2,12 +2,15 @@
 
 Training: each trained design runs a couple of real contrastive steps (same backbone, dtype, max length, batch,
 LoRA, head, loss path) and its step time x its planned steps is its training time; the held-out check encodes
-its records before and after training (and every `eval_steps`). Evaluation: mteb runs the plan's tasks once with
-a recording random encoder (no model), which gives mteb's own time (loading, classifier fits, scoring: the part
-that does not depend on the model) and exactly the texts it asks to encode, with their instructions; the
-untrained baseline then encodes an even sample of those texts at the evaluation batch size and dtype, and
-seconds per text x texts is the encoding time of every run. The estimate keeps these parts apart, so a reader
-(and a test) can see what it is made of.
+its records before and after training (and every `eval_steps`), timed on the same training model as the check
+uses it (unmerged adapters, the training attention kernel, `per_device_eval_batch_size`). Evaluation: mteb runs
+the plan's tasks once with a recording random encoder (no model), which gives mteb's own time (loading, classifier
+fits, scoring: the part that does not depend on the model) and exactly the texts it asks to encode, with their
+instructions; an even sample of those texts is then encoded at the evaluation batch size and dtype, as each run is
+evaluated: the untrained baseline with its adapters merged, a trained run as `Embedder.load` rebuilds it (merged
+in float32, unmerged in bfloat16, where peft's float32 side path made encoding 2.5x slower). Seconds per text x
+texts is the encoding time of a run. The estimate keeps these parts apart, so a reader (and a test) can see what
+it is made of.
 
 The frozen-prefix cache (backbone/prefix.py) makes some runs cheaper than others, and the estimate follows it:
 the sample is encoded twice, with every layer (what the first run of an attention mode costs) and with the frozen
@@ -26,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from poolattn.backbone.prefix import PrefixCache
 from poolattn.backbone.prefix_store import PrefixStore
@@ -35,13 +39,26 @@ from poolattn.evaluation.run import evaluate
 from poolattn.model import Embedder
 from poolattn.pooling.multilayer import default_layer_summary
 from poolattn.speed import time_encode, time_train_steps, training_model
-from poolattn.study.plan import StudyPlan, expand_tasks
+from poolattn.study.plan import StudyPlan, expand_tasks, prefix_cache_off
 from poolattn.training.recipe import batch_sampler, planned_steps
 from poolattn.training.run import load_training_data, split_holdout
 
 logger = logging.getLogger(__name__)
 
 ENCODE_SAMPLE = 96  # texts of the evaluation encoded for the rate: three batches of 32
+HOLDOUT_SAMPLE = 32  # held-out records (64 texts) encoded per trained design for the held-out check's rate
+
+
+@dataclass(frozen=True)
+class EncodeRate:
+    """Seconds per text of an encoding that runs every layer (`cold`) or finds its frozen prefix in the cache
+    (`warm`; None where the cache is off)."""
+
+    cold: float
+    warm: float | None = None
+
+    def seconds(self, warm: bool) -> float:
+        return self.warm if warm and self.warm is not None else self.cold
 
 
 @dataclass(frozen=True)
@@ -56,12 +73,23 @@ class Calibration:
     # the frozen layers' output read from the prefix cache; None where the cache is off (see `prefix_cache`)
     encode_seconds_per_text_warm: float | None = None
     prefix_cache: str = "not calibrated"  # "on (...)" or "off: <why>", as the evaluation and training models found it
+    # a trained run's evaluation, where it differs from the baseline's (adapters unmerged below float32); None: same
+    trained_encode: EncodeRate | None = None
+    # each trained run's held-out checks, on its training model; a run missing here is timed at the baseline's rate
+    holdout: dict[str, EncodeRate] = field(default_factory=dict)
 
-    def encode_seconds(self, warm: bool) -> float:
-        """Seconds per text of an encoding that finds its frozen prefix in the cache (`warm`) or runs every layer."""
-        if warm and self.encode_seconds_per_text_warm is not None:
-            return self.encode_seconds_per_text_warm
-        return self.encode_seconds_per_text
+    def encode_seconds(self, warm: bool, *, trained: bool = False) -> float:
+        """Seconds per text of an evaluation encoding that finds its frozen prefix in the cache (`warm`) or runs
+        every layer, for the untrained baseline or (`trained`) a trained run."""
+        if trained and self.trained_encode is not None:
+            return self.trained_encode.seconds(warm)
+        return EncodeRate(self.encode_seconds_per_text, self.encode_seconds_per_text_warm).seconds(warm)
+
+    def holdout_seconds(self, key: str, warm: bool) -> float:
+        """Seconds per text of run `key`'s held-out check."""
+        if key in self.holdout:
+            return self.holdout[key].seconds(warm)
+        return self.encode_seconds(warm)
 
 
 @dataclass(frozen=True)
@@ -130,7 +158,7 @@ def prefix_key(run_config: Config) -> tuple[str, tuple | None] | None:
     """What a run's encodings need from the prefix cache: its attention mode and, for a multi-layer head, the
     per-layer vectors it reads (summary, layers; () = every layer); None where its config turns the cache off."""
     model = run_config.model
-    if model.prefix_cache == "off":
+    if prefix_cache_off(run_config) is not None:
         return None
     pooling = model.pooling
     if pooling.name != "multilayer":
@@ -166,7 +194,6 @@ def estimate(plan: StudyPlan, calibration: Calibration) -> Estimate:
     always find the held-out texts stored by the first.
     """
     overhead, texts = calibration.eval_overhead_seconds, calibration.eval_texts
-    cold, warm = calibration.encode_seconds(False), calibration.encode_seconds(True)
     evaluated, held_out = _Seen(), _Seen()
     train, eval_ = {}, {}
     for run in plan.runs:
@@ -175,10 +202,11 @@ def estimate(plan: StudyPlan, calibration: Calibration) -> Estimate:
             steps = _planned_steps(run.config)
             encodes = _holdout_encodes(run.config, steps)
             first = min(encodes, 2 * run.config.data.holdout)  # the first check: cold unless an earlier run stored it
-            checks = (first * (warm if held_out.warm(key) else cold)
-                      + (encodes - first) * (warm if key is not None else cold))
+            checks = (first * calibration.holdout_seconds(run.key, held_out.warm(key))
+                      + (encodes - first) * calibration.holdout_seconds(run.key, key is not None))
             train[run.key] = steps * calibration.step_seconds[run.key] + checks
-        eval_[run.key] = overhead + texts * (warm if evaluated.warm(key) else cold)
+        rate = calibration.encode_seconds(evaluated.warm(key), trained=run.trained)
+        eval_[run.key] = overhead + texts * rate
     return Estimate(train, eval_)
 
 
@@ -195,47 +223,80 @@ def evaluation_texts(plan: StudyPlan, dim: int) -> tuple[list[tuple[str, str | N
     return recorder.calls, time.perf_counter() - start
 
 
-def calibrate(plan: StudyPlan, *, steps: int = 1, encode_sample: int = ENCODE_SAMPLE) -> Calibration:
-    """Time `steps` training steps of every trained design and the evaluation's parts.
+def calibrate(plan: StudyPlan, *, steps: int = 1, encode_sample: int = ENCODE_SAMPLE,
+              holdout_sample: int = HOLDOUT_SAMPLE) -> Calibration:
+    """Time `steps` training steps and a held-out check of every trained design, and the evaluation's parts.
 
     Each design is timed once, on its first seed, after one untimed warm-up step: a model's first step carries
     costs that a run's many steps amortise (allocator growth, and the prefix cache's one full-pass check of its
-    first batch, about a third of a step). Its other seeds do the same work on other batches.
+    first batch, about a third of a step). Its other seeds do the same work on other batches. The held-out check
+    is timed on the same model, on `holdout_sample` of the run's held-out records.
     """
     start = time.perf_counter()
     step_seconds: dict[str, float] = {}
-    by_design: dict[str, float] = {}
+    by_design: dict[str, tuple[float, EncodeRate | None]] = {}
     said: list[str] = []
     for run in plan.runs:
         if run.trained:
             if run.group_key not in by_design:
                 model = training_model(run.config)
-                by_design[run.group_key] = time_train_steps(run.config, steps, model=model).seconds_per_item
-                logger.info("calibration: %s, %.2f s per training step", run.design.label, by_design[run.group_key])
+                step = time_train_steps(run.config, steps, model=model).seconds_per_item
+                logger.info("calibration: %s, %.2f s per training step", run.design.label, step)
+                by_design[run.group_key] = step, _holdout_rate(model, run.config, holdout_sample)
                 said.append(f"training {_cache_state(model)}")
-            step_seconds[run.key] = by_design[run.group_key]
+            step_seconds[run.key] = by_design[run.group_key][0]
+    holdout_rates = {run.key: by_design[run.group_key][1] for run in plan.runs
+                     if run.trained and by_design[run.group_key][1] is not None}
     first = plan.runs[0]
-    model = Embedder.from_config(merge(first.config, {"model": {"dtype": first.config.eval.dtype}}).model).merge_lora()
+    model = Embedder.from_config(merge(first.config, {"model": {"dtype": first.config.eval.dtype}}).model)
     texts, overhead = evaluation_texts(plan, model.embedding_dim)
     stride = max(1, len(texts) // max(encode_sample, 1))
     sample = texts[::stride][:encode_sample] or [("", None)]
     words, instructions = [t for t, _ in sample], [i for _, i in sample]
     batch = first.config.eval.batch_size
+    trained = None
+    if next(model.backbone.parameters()).dtype != torch.float32 and any(run.trained for run in plan.runs):
+        trained = _encode_rate(model, words, instructions, batch)  # as Embedder.load keeps it: unmerged
+    baseline = _encode_rate(model.merge_lora(), words, instructions, batch)
+    said.append(f"evaluation {_cache_state(model)}")
+    calibration = Calibration(step_seconds, overhead, len(texts), baseline.cold, time.perf_counter() - start,
+                              baseline.warm, "; ".join(dict.fromkeys(said)), trained, holdout_rates)
+    logger.info("calibration: evaluation encodes %d texts at %.1f ms each (%s with the frozen prefix cached%s), "
+                "plus %.1f s of mteb's own work; calibrated in %.0f s", len(texts), 1000 * baseline.cold,
+                "no cache" if baseline.warm is None else f"{1000 * baseline.warm:.1f} ms",
+                "" if trained is None else f"; a trained run, adapters unmerged: {1000 * trained.cold:.1f} ms",
+                overhead, calibration.seconds)
+    return calibration
+
+
+def _encode_rate(model: Embedder, texts: list[str], instructions: list[str | None], batch_size: int) -> EncodeRate:
+    """Seconds per text encoding `texts` with every layer, and (where `model` has a prefix cache and it is on here)
+    with the frozen prefix found in a cache of its own, filled first. The model keeps a cache of its own after."""
     cache, model.prefix_cache = model.prefix_cache, None
-    cold = time_encode(model, words, batch_size=batch, instructions=instructions).seconds_per_item
+    cold = time_encode(model, texts, batch_size=batch_size, instructions=instructions).seconds_per_item
     warm = None
     if cache is not None:
-        model.prefix_cache = PrefixCache(PrefixStore())  # a store of its own: nothing from earlier calibrations
-        model.encode(words, instruction=instructions, batch_size=batch, show_progress=False)  # fills it
-        rate = time_encode(model, words, batch_size=batch, instructions=instructions).seconds_per_item
+        model.prefix_cache = PrefixCache(PrefixStore())  # nothing from earlier calibrations
+        model.encode(texts, instruction=instructions, batch_size=batch_size, show_progress=False)  # fills it
+        rate = time_encode(model, texts, batch_size=batch_size, instructions=instructions).seconds_per_item
         warm = rate if model.prefix_cache.last_reason is None else None
-    said.append(f"evaluation {_cache_state(model)}")
-    calibration = Calibration(step_seconds, overhead, len(texts), cold, time.perf_counter() - start, warm,
-                              "; ".join(dict.fromkeys(said)))
-    logger.info("calibration: evaluation encodes %d texts at %.1f ms each (%s with the frozen prefix cached), plus "
-                "%.1f s of mteb's own work; calibrated in %.0f s", len(texts), 1000 * cold,
-                "no cache" if warm is None else f"{1000 * warm:.1f} ms", overhead, calibration.seconds)
-    return calibration
+    return EncodeRate(cold, warm)
+
+
+def _holdout_rate(model: Embedder, run_config: Config, sample: int) -> EncodeRate | None:
+    """The held-out check's seconds per text on the run's training model (what `HoldoutCallback` encodes: queries
+    with their instructions, then positives, at `per_device_eval_batch_size`); None without held-out records."""
+    if not run_config.data.holdout or sample < 1:
+        return None
+    _, records = split_holdout(load_training_data(run_config), run_config.data.holdout, run_config.data.max_records)
+    records = records[:sample]
+    texts = [r.query for r in records] + [r.positive for r in records]
+    instructions = [r.instruction for r in records] + [None] * len(records)
+    cache = model.prefix_cache
+    try:
+        return _encode_rate(model, texts, instructions, run_config.train.per_device_eval_batch_size)
+    finally:
+        model.prefix_cache = cache
 
 
 def _cache_state(model: Embedder) -> str:
