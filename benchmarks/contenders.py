@@ -121,7 +121,7 @@ def build_embedder(backbone: Backbone, design: int, *, max_length: int, attn: st
     set_attention(module, config.attention)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        module = add_lora(module, config.lora) if lora else module.requires_grad_(False)
+        module = add_lora(module, config.lora, config.lora_layers) if lora else module.requires_grad_(False)
         dims = BackboneDims(module.config.hidden_size, module.config.num_hidden_layers,
                             module.config.num_attention_heads, config.attention)
         pooler = build_pooler(config.pooling, dims)

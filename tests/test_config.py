@@ -45,6 +45,9 @@ def test_the_default_lora_and_loss_scale_are_the_papers_and_reach_the_model_and_
         ({"model": {"lora": {"dropout": 1.5}}}, r"lora.dropout=1.5 must be in \[0, 1\)"),
         ({"train": {"max_steps": 0}}, r"trains nothing"),
         ({"model": {"instruction_template": "no slot"}}, r"must contain '\{instruction\}'"),
+        ({"model": {"lora": {"bidirectional_layers": "all"}}},
+         r"lora.bidirectional_layers='all' must be a non-empty list of layer numbers .* null \(every layer\), \"same\""),
+        ({"model": {"lora": {"layers": []}}}, r"lora.layers=\[\] must be a non-empty list of layer numbers"),
     ],
 )
 def test_bad_values_fail_early_naming_the_value(data, message):
@@ -104,3 +107,18 @@ def test_the_five_designs_are_the_papers():
 def test_unknown_design_lists_choices(bad):
     with pytest.raises(ValueError, match="design"):
         get_design(bad)
+
+
+def test_lora_layers_follow_the_attention_mode():
+    causal = Config.from_dict({"model": {"lora": {"layers": [-2, -1]}}}).model
+    assert causal.lora_layers == [-2, -1]
+    same = Config.from_dict({"model": {"attention": "bidirectional", "lora": {"layers": [-2, -1]}}}).model
+    assert same.lora.bidirectional_layers == "same" and same.lora_layers == [-2, -1]  # the default: as lora.layers
+    every = Config.from_dict({"model": {"attention": "bidirectional",
+                                        "lora": {"layers": [-2, -1], "bidirectional_layers": None}}}).model
+    assert every.lora_layers is None
+    some = Config.from_dict({"model": {"attention": "bidirectional",
+                                       "lora": {"layers": [-2, -1], "bidirectional_layers": [-3, -2, -1]}}}).model
+    assert some.lora_layers == [-3, -2, -1]
+    assert Config.from_dict({"model": {"lora": {"layers": [-2, -1], "bidirectional_layers": None}}}).model \
+        .lora_layers == [-2, -1]  # causal attention ignores bidirectional_layers

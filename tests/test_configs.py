@@ -46,13 +46,15 @@ def test_extends_cycles_are_refused(tmp_path):
         load_config(tmp_path / "a.yaml")
 
 
-def test_paper_variant_changes_only_the_heads_start_rate_and_seeds():
+def test_paper_variant_changes_only_the_heads_start_rate_seeds_and_bidirectional_lora():
     demo, paper = load_config(Path("configs/demo.yaml")), load_config(Path("configs/demo-paper.yaml"))
     assert (demo.model.pooling.init, paper.model.pooling.init) == ("residual", "paper")
     assert (demo.train.head_learning_rate, paper.train.head_learning_rate) == (1e-4, None)
     assert (demo.study.seeds, paper.study.seeds) == ([42, 43, 44], None)
     assert paper.study.output_dir != demo.study.output_dir
-    strip = {"model": {"pooling": {"init": "residual"}}, "train": {"head_learning_rate": 1e-4}}
+    assert (demo.model.lora.bidirectional_layers, paper.model.lora.bidirectional_layers) == (None, "same")
+    strip = {"model": {"pooling": {"init": "residual"}, "lora": {"bidirectional_layers": None}},
+             "train": {"head_learning_rate": 1e-4}}
     from poolattn.config import merge
 
     back = merge(paper, strip)

@@ -137,6 +137,22 @@ def test_lora_layers_restrict_the_adapters(tiny_dirs, family, tmp_path):
     np.testing.assert_allclose(loaded.encode(TEXTS), model.encode(TEXTS), atol=1e-5)
 
 
+def test_bidirectional_designs_take_their_own_lora_layers(tiny_llama):
+    """`lora.bidirectional_layers` applies under bidirectional attention only; null adapts every layer."""
+    from poolattn.config import LoraConfig
+
+    lora = LoraConfig(r=4, alpha=8, layers=[-1], bidirectional_layers=None)
+
+    def adapted_layers(model):
+        return {int(name.split("layers.")[1].split(".")[0]) for name, _ in model.backbone.named_parameters()
+                if "lora_" in name}
+
+    causal, bidirectional = _embedder(tiny_llama, 2, lora=lora), _embedder(tiny_llama, 4, lora=lora)
+    layers = causal.backbone.config.num_hidden_layers
+    assert adapted_layers(causal) == {layers - 1}
+    assert adapted_layers(bidirectional) == set(range(layers))
+
+
 def test_from_design_is_seeded(tiny_llama):
     a = _embedder(tiny_llama, 2).encode(TEXTS[:2])
     b = _embedder(tiny_llama, 2).encode(TEXTS[:2])

@@ -109,7 +109,10 @@ class LoraConfig:
     """LoRA adapters (peft). Defaults are the paper's: r 16, alpha 32, dropout 0.1 on all seven projections.
 
     `layers` restricts LoRA to some transformer layers (0-based, negatives count from the end): backpropagation
-    then stops at the lowest adapted layer, which makes a training step cheaper.
+    then stops at the lowest adapted layer, which makes a training step cheaper. `bidirectional_layers` is the
+    restriction under bidirectional attention: "same" (the default) takes `layers`; null adapts every layer, which
+    a causal LLM run bidirectionally may need, since every layer then sees a mask it was not pretrained with.
+    `ModelConfig.lora_layers` is the list that applies.
     """
 
     enabled: bool = True
@@ -118,6 +121,7 @@ class LoraConfig:
     dropout: float = 0.1
     target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))
     layers: list[int] | None = None
+    bidirectional_layers: list[int] | str | None = "same"
 
     def __post_init__(self) -> None:
         _check_positive("lora", "r", self.r)
@@ -126,6 +130,15 @@ class LoraConfig:
             raise ConfigError(f"lora.dropout={self.dropout!r} must be in [0, 1)")
         if not self.target_modules:
             raise ConfigError("lora.target_modules is empty; name at least one module, e.g. ['q_proj', 'v_proj']")
+        for name in ("layers", "bidirectional_layers"):
+            value = getattr(self, name)
+            if value is None or (name == "bidirectional_layers" and value == "same"):
+                continue
+            if not isinstance(value, list) or not value or not all(
+                    isinstance(i, int) and not isinstance(i, bool) for i in value):
+                extra = ', "same" (as lora.layers)' if name == "bidirectional_layers" else ""
+                raise ConfigError(f"lora.{name}={value!r} must be a non-empty list of layer numbers (negatives count "
+                                  f"from the end), null (every layer){extra}")
 
 
 @dataclass
@@ -164,6 +177,15 @@ class ModelConfig:
             raise ConfigError(
                 f"model.instruction_template={self.instruction_template!r} must contain '{{instruction}}'"
             )
+
+    @property
+    def lora_layers(self) -> list[int] | None:
+        """The layers LoRA adapts under this attention mode (None: every layer): `lora.layers`, or under
+        bidirectional attention `lora.bidirectional_layers` unless that is "same"."""
+        lora = self.lora
+        if self.attention == "bidirectional" and lora.bidirectional_layers != "same":
+            return lora.bidirectional_layers
+        return lora.layers
 
 
 # ---------------------------------------------------------------------------------------------- training

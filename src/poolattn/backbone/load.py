@@ -103,13 +103,13 @@ def lora_layer_indices(layers: list[int] | None, num_layers: int) -> list[int] |
     return out
 
 
-def lora_targets(lora: LoraConfig, num_layers: int) -> list[str] | str:
-    """peft's `target_modules`: the module names, or with `lora.layers` one regex over full module paths.
+def lora_targets(lora: LoraConfig, num_layers: int, layers: list[int] | None) -> list[str] | str:
+    """peft's `target_modules`: the module names, or restricted to `layers` one regex over full module paths.
 
     peft's own `layers_to_transform` expects a prefix before the layer list (`model.layers.3.`) and finds no
     module in a bare decoder (`layers.3.`), so the layer restriction is written into the pattern instead.
     """
-    indices = lora_layer_indices(lora.layers, num_layers)
+    indices = lora_layer_indices(layers, num_layers)
     if indices is None:
         return list(lora.target_modules)
     layers = "|".join(map(str, indices))
@@ -117,8 +117,9 @@ def lora_targets(lora: LoraConfig, num_layers: int) -> list[str] | str:
     return rf"(.*\.)?layers\.({layers})\.(.*\.)?({names})"
 
 
-def add_lora(model: nn.Module, lora: LoraConfig) -> nn.Module:
-    """Wrap `model` with fresh LoRA adapters (peft); the base weights are frozen."""
+def add_lora(model: nn.Module, lora: LoraConfig, layers: list[int] | None) -> nn.Module:
+    """Wrap `model` with fresh LoRA adapters (peft) on `layers` (None: every layer, see `ModelConfig.lora_layers`);
+    the base weights are frozen."""
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
 
@@ -126,7 +127,7 @@ def add_lora(model: nn.Module, lora: LoraConfig) -> nn.Module:
         r=lora.r,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
-        target_modules=lora_targets(lora, model.config.num_hidden_layers),
+        target_modules=lora_targets(lora, model.config.num_hidden_layers, layers),
         bias="none",
     )
     with warnings.catch_warnings():

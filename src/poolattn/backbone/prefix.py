@@ -213,7 +213,7 @@ class PrefixCache:
         param = next(base.parameters())
         trainable = tuple(p.requires_grad for p in base.parameters())
         key = (id(base), model_type, param.dtype, param.device, base.training, hash(trainable),
-               model.config.lora.dropout, tuple(model.config.lora.layers or ()), model.config.lora.enabled,
+               model.config.lora.dropout, tuple(model.config.lora_layers or ()), model.config.lora.enabled,
                type(model.pooler).__name__)
         if key == self._plan_key and self._plan is not None:
             plan = self._plan
@@ -227,7 +227,7 @@ class PrefixCache:
         if model_type not in VERIFIED_FAMILIES or not all(hasattr(base, a) for a in ("embed_tokens", "layers", "norm")):
             reason = f"model_type {model_type!r} is not verified to run layer by layer; verified: {list(VERIFIED_FAMILIES)}"
         else:
-            k, why = first_adapted_layer(model.backbone, model.config.lora.layers, model.config.lora.enabled)
+            k, why = first_adapted_layer(model.backbone, model.config.lora_layers, model.config.lora.enabled)
             reason = _why_dropout(base)
             if reason is None and k == 0:
                 reason = f"no frozen layer below the first adapted one ({why})"

@@ -140,7 +140,7 @@ class Embedder(nn.Module):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             if config.lora.enabled:
-                backbone = add_lora(backbone, config.lora)
+                backbone = add_lora(backbone, config.lora, config.lora_layers)
             else:
                 backbone.requires_grad_(False)
             pooler = build_pooler(config.pooling, _backbone_dims(backbone, config.attention))

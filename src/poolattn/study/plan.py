@@ -150,19 +150,29 @@ def prefix_cache_off(config: Config) -> str | None:
     model = config.model
     if model.prefix_cache == "off":
         return "model.prefix_cache: off"
-    if model.lora.enabled and not model.lora.layers:
-        return "LoRA adapts every layer (model.lora.layers unset), so no layer is frozen below the first adapted one"
+    if model.lora.enabled and not model.lora_layers:
+        bidirectional = model.attention == "bidirectional" and model.lora.bidirectional_layers != "same"
+        setting = "model.lora.bidirectional_layers: null" if bidirectional else "model.lora.layers unset"
+        return f"LoRA adapts every layer ({setting}), so no layer is frozen below the first adapted one"
     return None
 
 
-def prefix_cache_plan(config: Config) -> str:
-    """The plan's prefix_cache line: off and why, or what it will cache."""
+def prefix_cache_plan(plan: StudyPlan) -> str:
+    """The plan's prefix_cache line: off and why, or what it will cache; per design where the designs differ."""
+    trained = [run for run in plan.runs if run.trained] or plan.runs
+    by_design = {run.design.label: _prefix_cache_line(run.config) for run in trained}
+    if len(set(by_design.values())) == 1:
+        return next(iter(by_design.values()))
+    return "".join(f"\n    {label}: {line}" for label, line in by_design.items())
+
+
+def _prefix_cache_line(config: Config) -> str:
     off = prefix_cache_off(config)
     if off == "model.prefix_cache: off":
         return f"off ({off})"
     if off is not None:
         return f"off: {off}"
-    cut = "the lowest layer of model.lora.layers" if config.model.lora.enabled else "the final norm"
+    cut = "the lowest LoRA layer" if config.model.lora.enabled else "the final norm"
     return (f"auto: the layers below {cut} run once per text and attention mode; every later run of the study "
             f"that meets the same text reuses their output (each model checks that this is exact and logs it; "
             f"--dry-run's estimate says what the calibration found)")
@@ -183,11 +193,13 @@ def describe(plan: StudyPlan) -> str:
         f"  max_length={c.model.max_length} dtype={c.model.dtype} attn_implementation={c.model.attn_implementation} "
         f"padding_side={c.model.padding_side} exclude_instruction={c.model.exclude_instruction}",
         f"  lora: r={c.model.lora.r} alpha={c.model.lora.alpha} dropout={c.model.lora.dropout} "
-        f"targets={','.join(c.model.lora.target_modules)} layers={c.model.lora.layers or 'all'}",
+        f"targets={','.join(c.model.lora.target_modules)} layers={c.model.lora.layers or 'all'}"
+        + (f" bidirectional_layers={c.model.lora.bidirectional_layers or 'all'}"
+           if c.model.lora.bidirectional_layers != "same" else ""),
         f"  pooling head: preset={c.model.pooling.preset} num_latents={c.model.pooling.num_latents} "
         f"num_heads={c.model.pooling.num_heads} head_dim={c.model.pooling.head_dim} ff_mult={c.model.pooling.ff_mult} "
         f"init={c.model.pooling.init}",
-        f"  prefix_cache={prefix_cache_plan(c)}",
+        f"  prefix_cache={prefix_cache_plan(plan)}",
         "loss:",
         f"  {c.loss.name} scale={c.loss.scale} contrastive_batch={c.loss.contrastive_batch} "
         f"grad_cache_chunk_size={c.loss.grad_cache_chunk_size} grad_cache={c.loss.grad_cache}",

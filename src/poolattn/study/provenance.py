@@ -46,8 +46,12 @@ def _lora_text(s: Settings) -> str:
         return NOT_RECORDED
     if lora.enabled is False:
         return "disabled (full fine-tuning)"
-    return (f"r {lora.r}, alpha {lora.alpha}, dropout {lora.dropout} on {fmt.listing(lora.target_modules)}"
-            + (f" (layers {fmt.listing(lora.layers)})" if lora.layers else ""))
+    layers = fmt.listing(lora.layers) if lora.layers else "every layer"
+    where = f" (layers {layers})" if lora.layers else ""
+    if lora.bidirectional_layers != "same":
+        bidirectional = fmt.listing(lora.bidirectional_layers) if lora.bidirectional_layers else "every layer"
+        where = f" ({'layers ' if lora.layers else ''}{layers}; under bidirectional attention {bidirectional})"
+    return f"r {lora.r}, alpha {lora.alpha}, dropout {lora.dropout} on {fmt.listing(lora.target_modules)}{where}"
 
 
 def _shared_settings(s: Settings | None) -> Table | Para:

@@ -48,6 +48,8 @@ class Lora:
     dropout: object
     target_modules: tuple[object, ...]
     layers: tuple[object, ...]
+    # under bidirectional attention: "same" (as layers, also when not recorded), or a tuple (() = every layer)
+    bidirectional_layers: object = "same"
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,8 @@ class Settings:
             loss_name=get("loss.name"), loss_scale=get("loss.scale"), contrastive_batch=get("loss.contrastive_batch"),
             grad_cache_chunk_size=get("loss.grad_cache_chunk_size"), max_length=get("model.max_length"),
             lora=Lora(lora.get("enabled"), lora.get("r"), lora.get("alpha"), lora.get("dropout"),
-                      tuple(lora.get("target_modules", [])), tuple(lora.get("layers") or ())) if lora else None,
+                      tuple(lora.get("target_modules", [])), tuple(lora.get("layers") or ()),
+                      _bidirectional_layers(lora.get("bidirectional_layers", "same"))) if lora else None,
             pooling_preset=pooling.get("preset", NOT_RECORDED),
             pooling_sizes=tuple((k, pooling[k]) for k in ("num_latents", "num_heads", "head_dim", "ff_mult", "layers")
                                 if pooling.get(k) is not None),
@@ -318,3 +321,7 @@ def load_results(results: StudyResults | Mapping[str, Any] | str | Path) -> Stud
         tasks={name: Task(name, (info or {}).get("category") or UNKNOWN_CATEGORY, (info or {}).get("main_score_name"))
                for name, info in (raw.get("tasks") or {}).items()},
         runs={key: _run(key, run) for key, run in raw["runs"].items()}, source=source)
+
+
+def _bidirectional_layers(value: object) -> object:
+    return value if value == "same" else tuple(value or ())
