@@ -188,3 +188,15 @@ def test_designs_whose_lora_covers_every_layer_are_planned_and_estimated_without
     # 5 would find what 4 stored, were the cache on for them: without it every bidirectional run is cold
     assert guess.eval == {"baseline": 20.0, "1": 14.0, "4": 20.0, "5": 20.0}
     assert guess.train["4"] == guess.train["5"] == pytest.approx(3.0 + 200 * 0.01)
+
+
+def test_a_step_is_costed_at_the_run_s_mean_batch_counted_as_training_counts_tokens(tiny_llama, tmp_path):
+    from poolattn.speed import time_train_steps, training_model
+    from poolattn.study.eta import _tokens_per_step
+
+    config = merge(_config(tiny_llama, tmp_path), {"train": {"max_steps": 4}})  # holdout 0: every record trains
+    model = training_model(config)
+    ran = time_train_steps(config, 4, model=model, warmup=0)  # the recipe's first 4 steps, their tokens counted
+    assert _tokens_per_step(config, model) == pytest.approx(ran.tokens / 4)
+    assert _tokens_per_step(config, model, limit=1) == pytest.approx(
+        time_train_steps(config, 1, model=training_model(config), warmup=0).tokens)

@@ -130,7 +130,7 @@ def first_adapted_layer(backbone: nn.Module, lora_layers: list[int] | None, lora
         indices = lora_layer_indices(lora_layers, num_layers)
         first = 0 if indices is None else indices[0]
         if first < k:
-            k, why = first, f"model.lora.layers starts at layer {first}"
+            k, why = first, f"LoRA starts at layer {first}"
     for name, param in base.named_parameters():
         if not (param.requires_grad or "lora_" in name):
             continue

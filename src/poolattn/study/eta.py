@@ -22,6 +22,7 @@ batches the earlier one stored, as it will in the study.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -34,6 +35,7 @@ import torch
 from poolattn.backbone.prefix import PrefixCache
 from poolattn.backbone.prefix_store import PrefixStore
 from poolattn.config import Config, merge
+from poolattn.data.collator import TripletCollator
 from poolattn.evaluation.baselines import RandomEncoder
 from poolattn.evaluation.run import evaluate
 from poolattn.model import Embedder
@@ -47,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 ENCODE_SAMPLE = 96  # texts of the evaluation encoded for the rate: three batches of 32
 HOLDOUT_SAMPLE = 32  # held-out records (64 texts) encoded per trained design for the held-out check's rate
+TOKEN_SAMPLE_STEPS = 64  # planned batches whose tokens give a run's mean step
 
 
 @dataclass(frozen=True)
@@ -229,8 +232,11 @@ def calibrate(plan: StudyPlan, *, steps: int = 1, encode_sample: int = ENCODE_SA
 
     Each design is timed once, on its first seed, after one untimed warm-up step: a model's first step carries
     costs that a run's many steps amortise (allocator growth, and the prefix cache's one full-pass check of its
-    first batch, about a third of a step). Its other seeds do the same work on other batches. The held-out check
-    is timed on the same model, on `holdout_sample` of the run's held-out records.
+    first batch, about a third of a step). A step costs its tokens: the timed rate (tokens a second) is applied to
+    the mean tokens of the run's own batches, since batches drawn from one source each differ in length (the
+    embedded study's timed batch held 1,821 tokens, the mean batch of its seed-42 runs 3,148). Its other seeds do the same work on
+    other batches. The held-out check is timed on the same model, on `holdout_sample` of the run's held-out
+    records.
     """
     start = time.perf_counter()
     step_seconds: dict[str, float] = {}
@@ -240,8 +246,12 @@ def calibrate(plan: StudyPlan, *, steps: int = 1, encode_sample: int = ENCODE_SA
         if run.trained:
             if run.group_key not in by_design:
                 model = training_model(run.config)
-                step = time_train_steps(run.config, steps, model=model).seconds_per_item
-                logger.info("calibration: %s, %.2f s per training step", run.design.label, step)
+                rate = time_train_steps(run.config, steps, model=model)
+                tokens = _tokens_per_step(run.config, model)
+                step = tokens / max(rate.tokens_per_s, 1e-9)
+                logger.info("calibration: %s, %.2f s per training step (%.0f tokens a second x %.0f tokens in the "
+                            "run's mean batch; the timed batch had %.0f)", run.design.label, step, rate.tokens_per_s,
+                            tokens, rate.tokens / max(rate.items, 1))
                 by_design[run.group_key] = step, _holdout_rate(model, run.config, holdout_sample)
                 said.append(f"training {_cache_state(model)}")
             step_seconds[run.key] = by_design[run.group_key][0]
@@ -281,6 +291,19 @@ def _encode_rate(model: Embedder, texts: list[str], instructions: list[str | Non
         rate = time_encode(model, texts, batch_size=batch_size, instructions=instructions).seconds_per_item
         warm = rate if model.prefix_cache.last_reason is None else None
     return EncodeRate(cold, warm)
+
+
+def _tokens_per_step(run_config: Config, model: Embedder, limit: int = TOKEN_SAMPLE_STEPS) -> float:
+    """Mean real tokens (EOS included, as a training step counts them) of the run's first planned batches: its
+    training part in the recipe's order, at most `limit` of them."""
+    dataset, _ = split_holdout(load_training_data(run_config), run_config.data.holdout, run_config.data.max_records)
+    collator = TripletCollator(model.text_tokenizer)
+    counts = []
+    for indices in itertools.islice(iter(batch_sampler(run_config, dataset)),
+                                    min(limit, _planned_steps(run_config))):
+        batch = collator([dataset[j] for j in indices])
+        counts.append(sum(len(t.ids) for part in ("queries", "positives", "negatives") for t in batch[part]))
+    return float(np.mean(counts)) if counts else 0.0
 
 
 def _holdout_rate(model: Embedder, run_config: Config, sample: int) -> EncodeRate | None:
