@@ -21,7 +21,8 @@ def test_every_config_loads_and_plans(path):
     config = load_config(path)
     plan = make_plan(config)
     seeds = len(config.study.seeds or [None])
-    assert [r.design.number for r in plan.runs if r.trained] == [d for d in (1, 2, 3, 4, 5) for _ in range(seeds)]
+    designs = [int(d) for d in config.study.designs]
+    assert [r.design.number for r in plan.runs if r.trained] == [d for d in designs for _ in range(seeds)]
 
 
 def test_paper_dry_run_states_the_papers_setup():
@@ -46,16 +47,29 @@ def test_extends_cycles_are_refused(tmp_path):
         load_config(tmp_path / "a.yaml")
 
 
-def test_paper_variant_changes_only_the_heads_start_rate_seeds_and_bidirectional_lora():
+def test_paper_variant_changes_only_the_heads_start_rate_and_seeds():
     demo, paper = load_config(Path("configs/demo.yaml")), load_config(Path("configs/demo-paper.yaml"))
     assert (demo.model.pooling.init, paper.model.pooling.init) == ("residual", "paper")
     assert (demo.train.head_learning_rate, paper.train.head_learning_rate) == (1e-4, None)
     assert (demo.study.seeds, paper.study.seeds) == ([42, 43, 44], None)
     assert paper.study.output_dir != demo.study.output_dir
-    assert (demo.model.lora.bidirectional_layers, paper.model.lora.bidirectional_layers) == (None, "same")
-    strip = {"model": {"pooling": {"init": "residual"}, "lora": {"bidirectional_layers": None}},
-             "train": {"head_learning_rate": 1e-4}}
+    assert demo.model.lora.bidirectional_layers == paper.model.lora.bidirectional_layers == "same"
+    strip = {"model": {"pooling": {"init": "residual"}}, "train": {"head_learning_rate": 1e-4}}
     from poolattn.config import merge
 
     back = merge(paper, strip)
     assert back.model == demo.model and back.train == demo.train and back.loss == demo.loss and back.data == demo.data
+
+
+def test_bidirectional_variant_changes_only_the_lora_of_designs_4_and_5_and_what_it_runs():
+    from poolattn.config import merge
+
+    demo, bidir = load_config(Path("configs/demo.yaml")), load_config(Path("configs/demo-bidir.yaml"))
+    assert (demo.model.lora.bidirectional_layers, bidir.model.lora.bidirectional_layers) == ("same", None)
+    assert [int(d) for d in bidir.study.designs] == [1, 4, 5] and bidir.study.seeds == demo.study.seeds
+    assert bidir.study.output_dir != demo.study.output_dir
+    back = merge(bidir, {"model": {"lora": {"bidirectional_layers": "same"}}})
+    assert back.model == demo.model and back.train == demo.train and back.loss == demo.loss and back.data == demo.data
+    runs = {r.design.number: r.config.model for r in make_plan(bidir).runs if r.trained}
+    assert runs[1].lora_layers == demo.model.lora.layers  # the reference keeps the upper 12
+    assert runs[4].lora_layers is None and runs[5].lora_layers is None  # every layer
