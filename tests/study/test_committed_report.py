@@ -1,4 +1,4 @@
-"""The committed reports (docs/study, docs/study-paper) regenerate from the committed results and items files, byte for byte.
+"""The committed reports (docs/study, docs/study-paper, docs/study-bidir) regenerate from the committed results and items files, byte for byte.
 
 This is what makes a refactor of study/ safe: any change to a number, a format or a section of the report shows up
 here as a diff against the committed files. A deliberate change to the report regenerates docs/study with
@@ -19,7 +19,8 @@ import pytest
 from poolattn.study.report import write_report
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-STUDIES = [DOCS / "study", DOCS / "study-paper"]  # the embedded study (3 seeds) and the paper's head recipe (one seed)
+STUDIES = [DOCS / "study", DOCS / "study-paper", DOCS / "study-bidir"]  # the embedded study (3 seeds), the paper's head
+# recipe (one seed) and designs 1, 4, 5 with LoRA on every layer for 4-5 (3 seeds)
 IMAGE = re.compile(r'src="data:image/png;base64,[A-Za-z0-9+/=]+"')
 
 
