@@ -54,22 +54,12 @@ def _tokens(texts) -> int:
 
 def training_tokens(run_config, tokenizer, steps: int) -> dict[str, int]:
     """Real tokens of the first `steps` training batches and of the held-out check's encodes, for one run."""
-    from poolattn.data.collator import TripletCollator
     from poolattn.study.eta import _holdout_encodes
-    from poolattn.training.recipe import batch_sampler
-    from poolattn.training.run import load_training_data, split_holdout
+    from poolattn.training.recipe import batch_tokens
+    from poolattn.training.run import training_split
 
-    dataset, held = split_holdout(load_training_data(run_config), run_config.data.holdout,
-                                  run_config.data.max_records)
-    collate, sampler, trained, done = TripletCollator(tokenizer), batch_sampler(run_config, dataset), 0, 0
-    while done < steps:  # a new epoch reshuffles, as the Trainer's set_epoch does
-        sampler.set_epoch(done // max(len(sampler), 1))
-        for indices in sampler:
-            batch = collate([dataset[i] for i in indices])
-            trained += _tokens([*batch["queries"], *batch["positives"], *batch["negatives"]])
-            done += 1
-            if done == steps:
-                break
+    dataset, held = training_split(run_config)
+    trained = sum(batch_tokens(run_config, dataset, tokenizer, steps))
     holdout = checks = 0
     if held:
         checks = _holdout_encodes(run_config, steps) // (2 * len(held))

@@ -33,7 +33,7 @@ import torch
 from poolattn.config import load_config
 from poolattn.model import Embedder
 from poolattn.training.callbacks import holdout_metrics
-from poolattn.training.run import load_training_data, split_holdout
+from poolattn.training.run import training_split
 
 
 def _run_dirs(paths: list[Path]) -> list[Path]:
@@ -60,7 +60,7 @@ def _held_out(run: Path) -> list:
     config = load_config(config_file)
     if not config.data.holdout:
         raise SystemExit(f"{run}: data.holdout is 0 in its run_config.yaml: it held no records out")
-    _, held = split_holdout(load_training_data(config), config.data.holdout, config.data.max_records)
+    _, held = training_split(config)
     return held
 
 

@@ -23,6 +23,8 @@ RESULTS = STUDY / "results.json"
 # the embedded study (configs/demo.yaml: the README's tables, 3 seeds), the paper's head recipe (configs/demo-paper.yaml)
 # and designs 1, 4, 5 with LoRA on every layer for 4-5 (configs/demo-bidir.yaml, 3 seeds)
 STUDIES = [STUDY, ROOT / "docs" / "study-paper", ROOT / "docs" / "study-bidir"]
+# how much wider each STS task's shared-word interval must be than the pair bootstrap's (measured ratios in the test)
+STS_TASK_MARGIN = {"study": 1.05, "study-paper": 1.05, "study-bidir": 1.0}
 
 
 @pytest.fixture(scope="module", params=STUDIES, ids=lambda p: p.name)
@@ -145,7 +147,8 @@ def test_the_readme_verdict_table_is_the_committed_studys():
 def test_sts_intervals_that_respect_shared_words_are_wider_than_the_pair_bootstraps(results, folder):
     """SimLex-999 and WordSim-353 reuse words across pairs; resampling shared-text components (what the study does)
     gives wider STS intervals than resampling pairs as if independent, summed over the designs (and seeds), per task
-    and, by more than 5%, for the category. Not for every design: in the paper-recipe study design 5's WordSim interval is narrower."""
+    and, by more than 5%, for the category. Not for every design: in the paper-recipe study design 5's WordSim
+    interval is narrower."""
     from dataclasses import replace
 
     from poolattn.evaluation.items import load_run_items, suite_pair_texts
@@ -179,7 +182,9 @@ def test_sts_intervals_that_respect_shared_words_are_wider_than_the_pair_bootstr
                 paired[tuple(which)] = paired.get(tuple(which), 0.0) + width(by_pair, design, which)
         assert all(with_texts.scheme(t) == COMPONENTS for t in tasks)
     # measured (component width / pair width): docs/study 1.22 and 1.33 per task, 1.30 for the category;
-    # docs/study-paper 1.10, 1.28, 1.23; docs/study-bidir 1.04, 1.18, 1.11. The category, which the verdicts read, is wider by more than 5% in every study; each task is wider.
+    # docs/study-paper 1.10, 1.28, 1.23; docs/study-bidir 1.04 (SimLex), 1.18, 1.11. The category, which the verdicts
+    # read, is wider by more than 5% in every study; each task by more than 5% too, except SimLex in docs/study-bidir
     assert shared[tuple(tasks)] > 1.05 * paired[tuple(tasks)], (shared[tuple(tasks)], paired[tuple(tasks)])
+    per_task = STS_TASK_MARGIN[folder.name]
     for which, total in shared.items():
-        assert total > paired[which], (which, total, paired[which])
+        assert total > per_task * paired[which], (which, total, paired[which])

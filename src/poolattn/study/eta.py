@@ -22,7 +22,6 @@ batches the earlier one stored, as it will in the study.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import time
@@ -35,15 +34,15 @@ import torch
 from poolattn.backbone.prefix import PrefixCache
 from poolattn.backbone.prefix_store import PrefixStore
 from poolattn.config import Config, merge
-from poolattn.data.collator import TripletCollator
+from poolattn.data.records import TripleDataset
 from poolattn.evaluation.baselines import RandomEncoder
 from poolattn.evaluation.run import evaluate
 from poolattn.model import Embedder
 from poolattn.pooling.multilayer import default_layer_summary
 from poolattn.speed import time_encode, time_train_steps, training_model
 from poolattn.study.plan import StudyPlan, expand_tasks, prefix_cache_off
-from poolattn.training.recipe import batch_sampler, planned_steps
-from poolattn.training.run import load_training_data, split_holdout
+from poolattn.training.recipe import batch_sampler, batch_tokens, planned_steps
+from poolattn.training.run import training_split
 
 logger = logging.getLogger(__name__)
 
@@ -139,11 +138,13 @@ class _RecordingEncoder:
         return self.inner.encode(texts)
 
 
-def _planned_steps(run_config: Config) -> int:
-    """The optimizer steps `train` will take: max_steps, or epochs of the recipe's batches over the training part."""
+def _planned_steps(run_config: Config, dataset: TripleDataset | None = None) -> int:
+    """The optimizer steps `train` will take: max_steps, or epochs of the recipe's batches over the training part
+    (`dataset`, where the caller has it)."""
     if run_config.train.max_steps > 0:
         return run_config.train.max_steps
-    dataset, _ = split_holdout(load_training_data(run_config), run_config.data.holdout, run_config.data.max_records)
+    if dataset is None:
+        dataset, _ = training_split(run_config)
     return planned_steps(run_config, len(batch_sampler(run_config, dataset)))
 
 
@@ -234,9 +235,9 @@ def calibrate(plan: StudyPlan, *, steps: int = 1, encode_sample: int = ENCODE_SA
     costs that a run's many steps amortise (allocator growth, and the prefix cache's one full-pass check of its
     first batch, about a third of a step). A step costs its tokens: the timed rate (tokens a second) is applied to
     the mean tokens of the run's own batches, since batches drawn from one source each differ in length (the
-    embedded study's timed batch held 1,821 tokens, the mean batch of its seed-42 runs 3,148). Its other seeds do the same work on
-    other batches. The held-out check is timed on the same model, on `holdout_sample` of the run's held-out
-    records.
+    embedded study's timed batch held 1,821 tokens, the mean batch of its seed-42 runs 3,148). Its other seeds do
+    the same work on other batches. The held-out check is timed on the same model, on `holdout_sample` of the run's
+    held-out records.
     """
     start = time.perf_counter()
     step_seconds: dict[str, float] = {}
@@ -296,13 +297,8 @@ def _encode_rate(model: Embedder, texts: list[str], instructions: list[str | Non
 def _tokens_per_step(run_config: Config, model: Embedder, limit: int = TOKEN_SAMPLE_STEPS) -> float:
     """Mean real tokens (EOS included, as a training step counts them) of the run's first planned batches: its
     training part in the recipe's order, at most `limit` of them."""
-    dataset, _ = split_holdout(load_training_data(run_config), run_config.data.holdout, run_config.data.max_records)
-    collator = TripletCollator(model.text_tokenizer)
-    counts = []
-    for indices in itertools.islice(iter(batch_sampler(run_config, dataset)),
-                                    min(limit, _planned_steps(run_config))):
-        batch = collator([dataset[j] for j in indices])
-        counts.append(sum(len(t.ids) for part in ("queries", "positives", "negatives") for t in batch[part]))
+    dataset, _ = training_split(run_config)
+    counts = batch_tokens(run_config, dataset, model.text_tokenizer, min(limit, _planned_steps(run_config, dataset)))
     return float(np.mean(counts)) if counts else 0.0
 
 
@@ -311,7 +307,7 @@ def _holdout_rate(model: Embedder, run_config: Config, sample: int) -> EncodeRat
     with their instructions, then positives, at `per_device_eval_batch_size`); None without held-out records."""
     if not run_config.data.holdout or sample < 1:
         return None
-    _, records = split_holdout(load_training_data(run_config), run_config.data.holdout, run_config.data.max_records)
+    _, records = training_split(run_config)
     records = records[:sample]
     texts = [r.query for r in records] + [r.positive for r in records]
     instructions = [r.instruction for r in records] + [None] * len(records)

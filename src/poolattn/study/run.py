@@ -36,7 +36,7 @@ from poolattn.study.plan import RunPlan, StudyPlan, expand_tasks
 from poolattn.study.report import write_report
 from poolattn.study.results import load_results
 from poolattn.training.identity import identity_differences, make_identity, read_identity, records_sha256
-from poolattn.training.run import SUMMARY, load_training_data, remove_run, split_holdout, train
+from poolattn.training.run import SUMMARY, remove_run, train, training_split
 from poolattn.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def study_data_sha256(plan: StudyPlan) -> str | None:
     if not trained:
         return None
     config = trained[0].config  # check_controlled: every trained run has the same data settings
-    dataset, _ = split_holdout(load_training_data(config), config.data.holdout, config.data.max_records)
+    dataset, _ = training_split(config)
     return records_sha256(dataset[i] for i in range(len(dataset)))
 
 

@@ -19,6 +19,7 @@ from transformers.trainer_pt_utils import get_parameter_names
 from poolattn.backbone import offline
 from poolattn.backbone.load import default_device, resolve_dtype
 from poolattn.config import Config
+from poolattn.data.collator import TripletCollator
 from poolattn.data.records import TripleDataset
 from poolattn.data.sampler import SourceBatchSampler
 from poolattn.features import Tokenized
@@ -55,6 +56,20 @@ def batch_sampler(config: Config, dataset: TripleDataset) -> SourceBatchSampler:
         dataset.sources if len(dataset.sources) == len(dataset) else [None] * len(dataset),
         config.train.local_batch, seed=config.train.seed, same_source=config.data.same_source_batches,
     )
+
+
+def batch_tokens(config: Config, dataset: TripleDataset, tokenizer, steps: int) -> list[int]:
+    """Real tokens (EOS included, as a training step counts them) of each of the first `steps` training batches,
+    in the recipe's order; a new epoch reshuffles, as the Trainer's set_epoch does."""
+    collate, sampler, counts = TripletCollator(tokenizer), batch_sampler(config, dataset), []
+    while len(counts) < steps and len(sampler):
+        sampler.set_epoch(len(counts) // len(sampler))
+        for indices in sampler:
+            batch = collate([dataset[i] for i in indices])
+            counts.append(sum(len(t.ids) for part in ("queries", "positives", "negatives") for t in batch[part]))
+            if len(counts) == steps:
+                break
+    return counts
 
 
 def planned_steps(config: Config, batches_per_epoch: int) -> int:

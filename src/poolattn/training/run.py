@@ -90,6 +90,11 @@ def split_holdout(dataset: TripleDataset, count: int, max_records: int | None) -
     return part, [dataset[i] for i in held]
 
 
+def training_split(config: Config) -> tuple[TripleDataset, list]:
+    """(training part, held-out records) of the configured data, as `train` splits them."""
+    return split_holdout(load_training_data(config), config.data.holdout, config.data.max_records)
+
+
 def hard_negatives_per_record(dataset: TripleDataset) -> float:
     """Mean hard negatives per training record: with the contrastive batch, it sets the candidates per softmax."""
     return sum(len(dataset[i].negatives) for i in range(len(dataset))) / max(len(dataset), 1)
