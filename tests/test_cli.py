@@ -19,6 +19,14 @@ def test_help_lists_commands(capsys):
         assert command in out
 
 
+def test_the_installed_version_is_the_one_in_version_py():
+    from importlib.metadata import version
+
+    from poolattn import __version__
+
+    assert version("poolattn") == __version__  # pyproject.toml reads it from poolattn/version.py
+
+
 def test_models_list(capsys):
     assert main(["models", "list"]) == 0
     assert "smollm2-135m" in capsys.readouterr().out

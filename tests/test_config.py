@@ -122,3 +122,13 @@ def test_lora_layers_follow_the_attention_mode():
     assert some.lora_layers == [-3, -2, -1]
     assert Config.from_dict({"model": {"lora": {"layers": [-2, -1], "bidirectional_layers": None}}}).model \
         .lora_layers == [-2, -1]  # causal attention ignores bidirectional_layers
+
+
+def test_one_comma_list_parser_serves_the_config_and_the_command_line():
+    from poolattn.config import comma_list
+
+    assert comma_list(" 1, 5,,x ,") == ["1", "5", "x"] and comma_list(" , ") == []
+    assert Config.from_dict({"eval": {"tasks": "suite, PoolattnBibleVerseRetrieval"}}).eval.tasks == [
+        "suite", "PoolattnBibleVerseRetrieval"]  # the space after the comma no longer reaches the task name
+    with pytest.raises(ConfigError, match="eval.tasks is empty"):
+        Config.from_dict({"eval": {"tasks": " , "}})

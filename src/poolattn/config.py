@@ -56,6 +56,11 @@ def _check_positive(section: str, name: str, value: Any, *, allow_none: bool = F
         raise ConfigError(f"{section}.{name}={value!r} is over the limit of {limit:,}; did you mean a smaller value?")
 
 
+def comma_list(text: str) -> list[str]:
+    """The non-empty, stripped items of a comma-separated list: "1, 5,,x" -> ["1", "5", "x"]."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 def dtype_name(value: Any) -> Any:
     """A dtype given as a torch dtype (`torch.float32`) or a string ("torch.bfloat16", "float32") -> its name.
 
@@ -323,7 +328,7 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.tasks, str):
-            self.tasks = [t for t in self.tasks.split(",") if t]
+            self.tasks = comma_list(self.tasks)
         if not self.tasks:
             raise ConfigError("eval.tasks is empty; name tasks or use 'suite' for the offline suite")
         _check_positive("eval", "batch_size", self.batch_size)

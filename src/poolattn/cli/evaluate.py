@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from poolattn.cli.common import add_loading_arguments
+from poolattn.config import comma_list
 from poolattn.errors import InputError
 from poolattn.evaluation.baselines import BASELINES, load_baseline
 
@@ -118,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     from poolattn.evaluation.run import evaluate
     from poolattn.evaluation.tasks import get_tasks
 
-    names = [name.strip() for name in args.tasks.split(",") if name.strip()]
+    names = comma_list(args.tasks)
     if not names:
         raise InputError("--tasks is empty; name tasks or use 'suite' for the offline suite")
     tasks = get_tasks(names, suite_dir=args.suite_dir)  # unknown names fail here, before the model loads

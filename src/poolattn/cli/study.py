@@ -6,7 +6,7 @@ import argparse
 
 from poolattn.cli.train import add_config_arguments, config_from_args
 from poolattn.errors import InputError, InputNotFoundError
-from poolattn.config import merge
+from poolattn.config import comma_list, merge
 from poolattn.study.plan import describe, make_plan
 
 
@@ -39,7 +39,7 @@ def _rerun_args(args: argparse.Namespace) -> list[str]:
 
 
 def _seeds(text: str) -> list[int]:
-    parts = [p.strip() for p in text.split(",") if p.strip()]
+    parts = comma_list(text)
     bad = [p for p in parts if not p.lstrip("-").isdigit()]
     if bad or not parts:
         raise InputError(f"--seeds {text!r}: give comma-separated integers, e.g. --seeds 42,43,44")
@@ -52,13 +52,13 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     overrides: dict = {}
     if args.designs:
-        overrides.setdefault("study", {})["designs"] = [d.strip() for d in args.designs.split(",") if d.strip()]
+        overrides.setdefault("study", {})["designs"] = comma_list(args.designs)
     if args.seeds:
         overrides.setdefault("study", {})["seeds"] = _seeds(args.seeds)
     if args.study_dir:
         overrides.setdefault("study", {})["output_dir"] = args.study_dir
     if args.tasks:
-        overrides.setdefault("eval", {})["tasks"] = [t.strip() for t in args.tasks.split(",") if t.strip()]
+        overrides.setdefault("eval", {})["tasks"] = comma_list(args.tasks)
     if args.no_progress:
         overrides["train"] = {"disable_tqdm": True}
     if overrides:
