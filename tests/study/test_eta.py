@@ -139,14 +139,14 @@ def test_trained_runs_and_held_out_checks_cost_the_rates_measured_for_them(tmp_p
     # model: each has its own measured rate; the untrained baseline keeps the merged model's
     calibration = Calibration(step_seconds={"1": 2.0, "5": 3.0}, eval_overhead_seconds=10.0, eval_texts=1000,
                               encode_seconds_per_text=0.01, encode_seconds_per_text_warm=0.004,
-                              trained_encode=EncodeRate(0.025, 0.01),
+                              trained_encode={"1": EncodeRate(0.025, 0.01), "5": EncodeRate(0.06, None)},
                               holdout={"1": EncodeRate(0.03, 0.02), "5": EncodeRate(0.05, None)})
     plan = make_plan(merge(_config("tiny", tmp_path), {"data": {"holdout": 50}, "model": {"lora": {"layers": [-1]}}}))
     guess = estimate(plan, calibration)
     # baseline: first causal run, cold at the merged rate; 1 finds the causal states (warm, unmerged); 5 is the
-    # first bidirectional run (cold, unmerged)
+    # first bidirectional run (cold, unmerged, at its own layout's rate)
     assert guess.eval == pytest.approx({"baseline": 10.0 + 1000 * 0.01, "1": 10.0 + 1000 * 0.01,
-                                        "5": 10.0 + 1000 * 0.025})
+                                        "5": 10.0 + 1000 * 0.06})
     # held-out: 100 texts before and 100 after 3 steps; the first check cold, the second warm where the run's
     # training model has a warm rate
     assert guess.train == pytest.approx({"1": 3 * 2.0 + 100 * 0.03 + 100 * 0.02, "5": 3 * 3.0 + 200 * 0.05})
@@ -162,10 +162,14 @@ def test_calibration_times_each_design_s_held_out_check_and_a_trained_run_s_eval
     assert set(calibration.holdout) == {"1-seed1", "1-seed2", "5-seed1", "5-seed2"}
     assert all(r.cold > 0 for r in calibration.holdout.values())
     assert calibration.holdout["1-seed1"] == calibration.holdout["1-seed2"]  # a design is timed once
-    # float32 runs are evaluated merged, as the baseline is: one rate; below float32 a trained run has its own
-    assert (calibration.trained_encode is None) == (dtype == "float32")
+    # float32 runs are evaluated merged, as the baseline is: one rate; below float32 a trained run has its own,
+    # timed once per attention mode and LoRA layout
+    assert (calibration.trained_encode == {}) == (dtype == "float32")
     if dtype == "bfloat16":
-        assert calibration.trained_encode.cold > 0
+        rates = calibration.trained_encode
+        assert set(rates) == {"1-seed1", "1-seed2", "5-seed1", "5-seed2"} and all(r.cold > 0 for r in rates.values())
+        assert rates["1-seed1"] is rates["1-seed2"] and rates["5-seed1"] is rates["5-seed2"]
+        assert rates["1-seed1"] is not rates["5-seed1"]  # causal and bidirectional: two layouts, two timings
     without = calibrate(make_plan(merge(config, {"data": {"holdout": 0}})))
     assert without.holdout == {}
 

@@ -75,16 +75,17 @@ class Calibration:
     # the frozen layers' output read from the prefix cache; None where the cache is off (see `prefix_cache`)
     encode_seconds_per_text_warm: float | None = None
     prefix_cache: str = "not calibrated"  # "on (...)" or "off: <why>", as the evaluation and training models found it
-    # a trained run's evaluation, where it differs from the baseline's (adapters unmerged below float32); None: same
-    trained_encode: EncodeRate | None = None
+    # each trained run's evaluation, where it differs from the baseline's (adapters unmerged below float32), timed
+    # once per LoRA layout and attention mode; a run missing here is timed at the baseline's rate
+    trained_encode: dict[str, EncodeRate] = field(default_factory=dict)
     # each trained run's held-out checks, on its training model; a run missing here is timed at the baseline's rate
     holdout: dict[str, EncodeRate] = field(default_factory=dict)
 
-    def encode_seconds(self, warm: bool, *, trained: bool = False) -> float:
+    def encode_seconds(self, warm: bool, *, run: str | None = None) -> float:
         """Seconds per text of an evaluation encoding that finds its frozen prefix in the cache (`warm`) or runs
-        every layer, for the untrained baseline or (`trained`) a trained run."""
-        if trained and self.trained_encode is not None:
-            return self.trained_encode.seconds(warm)
+        every layer, for the untrained baseline or trained run `run`."""
+        if run in self.trained_encode:
+            return self.trained_encode[run].seconds(warm)
         return EncodeRate(self.encode_seconds_per_text, self.encode_seconds_per_text_warm).seconds(warm)
 
     def holdout_seconds(self, key: str, warm: bool) -> float:
@@ -209,7 +210,7 @@ def estimate(plan: StudyPlan, calibration: Calibration) -> Estimate:
             checks = (first * calibration.holdout_seconds(run.key, held_out.warm(key))
                       + (encodes - first) * calibration.holdout_seconds(run.key, key is not None))
             train[run.key] = steps * calibration.step_seconds[run.key] + checks
-        rate = calibration.encode_seconds(evaluated.warm(key), trained=run.trained)
+        rate = calibration.encode_seconds(evaluated.warm(key), run=run.key if run.trained else None)
         eval_[run.key] = overhead + texts * rate
     return Estimate(train, eval_)
 
@@ -265,9 +266,21 @@ def calibrate(plan: StudyPlan, *, steps: int = 1, encode_sample: int = ENCODE_SA
     sample = texts[::stride][:encode_sample] or [("", None)]
     words, instructions = [t for t, _ in sample], [i for _, i in sample]
     batch = first.config.eval.batch_size
-    trained = None
-    if next(model.backbone.parameters()).dtype != torch.float32 and any(run.trained for run in plan.runs):
-        trained = _encode_rate(model, words, instructions, batch)  # as Embedder.load keeps it: unmerged
+    trained: dict[str, EncodeRate] = {}
+    timed: dict[str, EncodeRate] = {}  # by the label of the first design of each layout, for the log
+    if next(model.backbone.parameters()).dtype != torch.float32:
+        # as Embedder.load keeps a trained run: unmerged. Its cost follows its LoRA layers and attention (LoRA on
+        # every layer leaves no frozen prefix, and each adapted layer adds peft's float32 side path): 19.7 ms a text
+        # for design 1 against 45-56 ms in designs 4-5's evaluations with LoRA on all 30 layers (AMX Xeon, bfloat16)
+        by_layout: dict[tuple, EncodeRate] = {}
+        for run in plan.runs:
+            if run.trained:
+                layout = _eval_layout(run.config)
+                if layout not in by_layout:
+                    own = model if layout == _eval_layout(first.config) else Embedder.from_config(
+                        merge(run.config, {"model": {"dtype": run.config.eval.dtype}}).model)
+                    by_layout[layout] = timed[run.design.label] = _encode_rate(own, words, instructions, batch)
+                trained[run.key] = by_layout[layout]
     baseline = _encode_rate(model.merge_lora(), words, instructions, batch)
     said.append(f"evaluation {_cache_state(model)}")
     calibration = Calibration(step_seconds, overhead, len(texts), baseline.cold, time.perf_counter() - start,
@@ -275,9 +288,17 @@ def calibrate(plan: StudyPlan, *, steps: int = 1, encode_sample: int = ENCODE_SA
     logger.info("calibration: evaluation encodes %d texts at %.1f ms each (%s with the frozen prefix cached%s), "
                 "plus %.1f s of mteb's own work; calibrated in %.0f s", len(texts), 1000 * baseline.cold,
                 "no cache" if baseline.warm is None else f"{1000 * baseline.warm:.1f} ms",
-                "" if trained is None else f"; a trained run, adapters unmerged: {1000 * trained.cold:.1f} ms",
+                "".join(f"; trained, adapters unmerged, as {label}: {1000 * rate.cold:.1f} ms"
+                        for label, rate in timed.items()),
                 overhead, calibration.seconds)
     return calibration
+
+
+def _eval_layout(run_config: Config) -> tuple:
+    """What sets a trained run's evaluation cost beyond the baseline's: its attention mode and adapted layers."""
+    model = run_config.model
+    layers = model.lora_layers
+    return model.attention, None if layers is None else tuple(layers)
 
 
 def _encode_rate(model: Embedder, texts: list[str], instructions: list[str | None], batch_size: int) -> EncodeRate:
