@@ -53,23 +53,34 @@ def test_paper_variant_changes_only_the_heads_start_rate_and_seeds():
     assert (demo.train.head_learning_rate, paper.train.head_learning_rate) == (1e-4, None)
     assert (demo.study.seeds, paper.study.seeds) == ([42, 43, 44], None)
     assert paper.study.output_dir != demo.study.output_dir
-    assert demo.model.lora.bidirectional_layers == paper.model.lora.bidirectional_layers == "same"
-    strip = {"model": {"pooling": {"init": "residual"}}, "train": {"head_learning_rate": 1e-4}}
+    assert (demo.model.lora.bidirectional_layers, paper.model.lora.bidirectional_layers) == (None, "same")
+    strip = {"model": {"pooling": {"init": "residual"}, "lora": {"bidirectional_layers": None}},
+             "train": {"head_learning_rate": 1e-4}}
     from poolattn.config import merge
 
     back = merge(paper, strip)
     assert back.model == demo.model and back.train == demo.train and back.loss == demo.loss and back.data == demo.data
 
 
-def test_bidirectional_variant_changes_only_the_lora_of_designs_4_and_5_and_what_it_runs():
+def test_demo_adapts_every_layer_for_designs_4_and_5_only():
+    demo = load_config(Path("configs/demo.yaml"))
+    assert demo.model.lora.bidirectional_layers is None
+    runs = {r.design.number: r.config.model for r in make_plan(demo).runs if r.trained}
+    assert all(runs[d].lora_layers == demo.model.lora.layers == list(range(-12, 0)) for d in (1, 2, 3))
+    assert runs[4].lora_layers is None and runs[5].lora_layers is None  # every layer
+
+
+@pytest.mark.parametrize("name, designs, layers", [("demo-bidir.yaml", [1, 4, 5], None),
+                                                   ("demo-upper12.yaml", [1, 2, 3, 4, 5], "same")])
+def test_demo_variants_change_only_what_they_say(name, designs, layers):
     from poolattn.config import merge
 
-    demo, bidir = load_config(Path("configs/demo.yaml")), load_config(Path("configs/demo-bidir.yaml"))
-    assert (demo.model.lora.bidirectional_layers, bidir.model.lora.bidirectional_layers) == ("same", None)
-    assert [int(d) for d in bidir.study.designs] == [1, 4, 5] and bidir.study.seeds == demo.study.seeds
-    assert bidir.study.output_dir != demo.study.output_dir
-    back = merge(bidir, {"model": {"lora": {"bidirectional_layers": "same"}}})
+    demo, variant = load_config(Path("configs/demo.yaml")), load_config(Path("configs") / name)
+    assert variant.model.lora.bidirectional_layers == layers
+    assert [int(d) for d in variant.study.designs] == designs and variant.study.seeds == demo.study.seeds
+    assert variant.study.output_dir != demo.study.output_dir
+    back = merge(variant, {"model": {"lora": {"bidirectional_layers": None}}})
     assert back.model == demo.model and back.train == demo.train and back.loss == demo.loss and back.data == demo.data
-    runs = {r.design.number: r.config.model for r in make_plan(bidir).runs if r.trained}
+    runs = {r.design.number: r.config.model for r in make_plan(variant).runs if r.trained}
     assert runs[1].lora_layers == demo.model.lora.layers  # the reference keeps the upper 12
-    assert runs[4].lora_layers is None and runs[5].lora_layers is None  # every layer
+    assert (runs[4].lora_layers is None) == (layers is None)

@@ -1,4 +1,4 @@
-"""The committed reports (docs/study, docs/study-paper, docs/study-bidir) regenerate from the committed results and items files, byte for byte.
+"""The committed reports (docs/study, docs/study-upper12, docs/study-paper, docs/study-bidir) regenerate from the committed results and items files, byte for byte.
 
 This is what makes a refactor of study/ safe: any change to a number, a format or a section of the report shows up
 here as a diff against the committed files. A deliberate change to the report regenerates docs/study with
@@ -19,8 +19,9 @@ import pytest
 from poolattn.study.report import write_report
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-STUDIES = [DOCS / "study", DOCS / "study-paper", DOCS / "study-bidir"]  # the embedded study (3 seeds), the paper's head
-# recipe (one seed) and designs 1, 4, 5 with LoRA on every layer for 4-5 (3 seeds)
+# the embedded study (3 seeds), the same with LoRA on the upper 12 layers for designs 4-5 (3 seeds), the paper's head
+# recipe (one seed) and designs 1, 4, 5 run first on another CPU (3 seeds)
+STUDIES = [DOCS / "study", DOCS / "study-upper12", DOCS / "study-paper", DOCS / "study-bidir"]
 IMAGE = re.compile(r'src="data:image/png;base64,[A-Za-z0-9+/=]+"')
 
 
