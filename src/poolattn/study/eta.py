@@ -270,8 +270,9 @@ def calibrate(plan: StudyPlan, *, steps: int = 1, encode_sample: int = ENCODE_SA
     timed: dict[str, EncodeRate] = {}  # by the label of the first design of each layout, for the log
     if next(model.backbone.parameters()).dtype != torch.float32:
         # as Embedder.load keeps a trained run: unmerged. Its cost follows its LoRA layers and attention (LoRA on
-        # every layer leaves no frozen prefix, and each adapted layer adds peft's float32 side path): 19.7 ms a text
-        # for design 1 against 45-56 ms in designs 4-5's evaluations with LoRA on all 30 layers (AMX Xeon, bfloat16)
+        # every layer leaves no frozen prefix, and each adapted layer adds peft's float32 side path): 19.6 ms a text
+        # timed for design 1, 24.9 ms for designs 4-5 with LoRA on all 30 layers (AMX Xeon, bfloat16; their study
+        # evaluations ran at 45-56 ms, a gap this sample does not show yet)
         by_layout: dict[tuple, EncodeRate] = {}
         for run in plan.runs:
             if run.trained:
