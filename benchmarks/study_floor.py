@@ -41,10 +41,11 @@ from benchmarks.utilisation import PEAK_ROUNDS  # noqa: E402
 
 
 def _lora_depth(run_config, layers: int) -> int:
-    """How many decoder layers, counted from the top, backpropagation runs through (all without a layer list)."""
+    """How many decoder layers, counted from the top, backpropagation runs through (all without a layer list): the
+    layers LoRA adapts under the run's attention mode (`lora.bidirectional_layers` for designs 4-5)."""
     from poolattn.backbone.load import lora_layer_indices
 
-    indices = lora_layer_indices(run_config.model.lora.layers, layers)
+    indices = lora_layer_indices(run_config.model.lora_layers, layers)
     return layers - indices[0] if indices else layers
 
 

@@ -70,6 +70,15 @@ def test_backpropagation_depth_follows_the_lowest_lora_layer(study_floor, layers
     assert study_floor._lora_depth(config, 30) == depth
 
 
+@pytest.mark.parametrize(("bidirectional_layers", "depth"), [(None, 30), ("same", 12), ([-2, -1], 2)])
+def test_backpropagation_depth_follows_the_layers_of_the_runs_attention_mode(study_floor, bidirectional_layers, depth):
+    lora = {"layers": list(range(-12, 0)), "bidirectional_layers": bidirectional_layers}
+    causal = merge(Config(), {"model": {"attention": "causal", "lora": lora}})
+    bidirectional = merge(Config(), {"model": {"attention": "bidirectional", "lora": lora}})
+    assert study_floor._lora_depth(causal, 30) == 12
+    assert study_floor._lora_depth(bidirectional, 30) == depth
+
+
 def test_wrong_inputs_are_named_before_any_work(study_floor, tmp_path, capsys):
     (tmp_path / "results.json").write_text('{"not": "a study"}')
     for argv, said in ((["--config", str(tmp_path / "missing.yaml")], "missing.yaml: no such file"),

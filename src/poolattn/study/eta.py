@@ -239,26 +239,15 @@ def calibrate(plan: StudyPlan, *, steps: int = 1, encode_sample: int = ENCODE_SA
     embedded study's timed batch held 1,821 tokens, the mean batch of its seed-42 runs 3,148). Its other seeds do
     the same work on other batches. The held-out check is timed on the same model, on `holdout_sample` of the run's
     held-out records.
+
+    The evaluation is timed first, before any training step: `poolattn study` evaluates in a child process whose
+    heap no training has touched (study/eval_process.py), and in a heap that training has used, encoding ran up to
+    1.9x slower. The held-out checks run inside training, so they are timed after the training steps, as they run.
     """
     start = time.perf_counter()
     step_seconds: dict[str, float] = {}
     by_design: dict[str, tuple[float, EncodeRate | None]] = {}
     said: list[str] = []
-    for run in plan.runs:
-        if run.trained:
-            if run.group_key not in by_design:
-                model = training_model(run.config)
-                rate = time_train_steps(run.config, steps, model=model)
-                tokens = _tokens_per_step(run.config, model)
-                step = tokens / max(rate.tokens_per_s, 1e-9)
-                logger.info("calibration: %s, %.2f s per training step (%.0f tokens a second x %.0f tokens in the "
-                            "run's mean batch; the timed batch had %.0f)", run.design.label, step, rate.tokens_per_s,
-                            tokens, rate.tokens / max(rate.items, 1))
-                by_design[run.group_key] = step, _holdout_rate(model, run.config, holdout_sample)
-                said.append(f"training {_cache_state(model)}")
-            step_seconds[run.key] = by_design[run.group_key][0]
-    holdout_rates = {run.key: by_design[run.group_key][1] for run in plan.runs
-                     if run.trained and by_design[run.group_key][1] is not None}
     first = plan.runs[0]
     model = Embedder.from_config(merge(first.config, {"model": {"dtype": first.config.eval.dtype}}).model)
     texts, overhead = evaluation_texts(plan, model.embedding_dim)
@@ -271,8 +260,7 @@ def calibrate(plan: StudyPlan, *, steps: int = 1, encode_sample: int = ENCODE_SA
     if next(model.backbone.parameters()).dtype != torch.float32:
         # as Embedder.load keeps a trained run: unmerged. Its cost follows its LoRA layers and attention (LoRA on
         # every layer leaves no frozen prefix, and each adapted layer adds peft's float32 side path): 19.6 ms a text
-        # timed for design 1, 24.9 ms for designs 4-5 with LoRA on all 30 layers (AMX Xeon, bfloat16; their study
-        # evaluations ran at 45-56 ms, a gap this sample does not show yet)
+        # timed for design 1, 24.9 ms for designs 4-5 with LoRA on all 30 layers (AMX Xeon, bfloat16)
         by_layout: dict[tuple, EncodeRate] = {}
         for run in plan.runs:
             if run.trained:
@@ -283,9 +271,25 @@ def calibrate(plan: StudyPlan, *, steps: int = 1, encode_sample: int = ENCODE_SA
                     by_layout[layout] = timed[run.design.label] = _encode_rate(own, words, instructions, batch)
                 trained[run.key] = by_layout[layout]
     baseline = _encode_rate(model.merge_lora(), words, instructions, batch)
-    said.append(f"evaluation {_cache_state(model)}")
+    evaluation_state = f"evaluation {_cache_state(model)}"
+    for run in plan.runs:
+        if run.trained:
+            if run.group_key not in by_design:
+                trainee = training_model(run.config)
+                rate = time_train_steps(run.config, steps, model=trainee)
+                tokens = _tokens_per_step(run.config, trainee)
+                step = tokens / max(rate.tokens_per_s, 1e-9)
+                logger.info("calibration: %s, %.2f s per training step (%.0f tokens a second x %.0f tokens in the "
+                            "run's mean batch; the timed batch had %.0f)", run.design.label, step, rate.tokens_per_s,
+                            tokens, rate.tokens / max(rate.items, 1))
+                by_design[run.group_key] = step, _holdout_rate(trainee, run.config, holdout_sample)
+                said.append(f"training {_cache_state(trainee)}")
+            step_seconds[run.key] = by_design[run.group_key][0]
+    holdout_rates = {run.key: by_design[run.group_key][1] for run in plan.runs
+                     if run.trained and by_design[run.group_key][1] is not None}
     calibration = Calibration(step_seconds, overhead, len(texts), baseline.cold, time.perf_counter() - start,
-                              baseline.warm, "; ".join(dict.fromkeys(said)), trained, holdout_rates)
+                              baseline.warm, "; ".join(dict.fromkeys([*said, evaluation_state])), trained,
+                              holdout_rates)
     logger.info("calibration: evaluation encodes %d texts at %.1f ms each (%s with the frozen prefix cached%s), "
                 "plus %.1f s of mteb's own work; calibrated in %.0f s", len(texts), 1000 * baseline.cold,
                 "no cache" if baseline.warm is None else f"{1000 * baseline.warm:.1f} ms",
