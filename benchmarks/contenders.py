@@ -102,13 +102,20 @@ def lora_targets() -> list[str]:
 
 def build_embedder(backbone: Backbone, design: int, *, max_length: int, attn: str, dtype: str,
                    lora: bool = True) -> Embedder:
-    """poolattn's design `design` on `backbone` with `dtype` weights; through `Embedder.from_design` for a folder."""
+    """poolattn's design `design` on `backbone` with `dtype` weights; through `Embedder.from_design` for a folder.
+
+    Its frozen-prefix cache is off: the benchmarks time one pass's work, and with the cache a repeated encode of the
+    same texts would read every frozen layer's output from memory (without LoRA, all of them) instead of computing
+    it. benchmarks/prefix_cache.py measures what the cache saves.
+    """
     lora_section = {**LORA, "enabled": lora}
     if backbone.folder is not None:
-        return Embedder.from_design(
+        model = Embedder.from_design(
             design, backbone.folder, device=backbone.device, max_length=max_length, dtype=dtype,
             attn_implementation=attn, lora=lora_section,
         )
+        model.prefix_cache = None
+        return model
     # Random weights: the same assembly as Embedder.from_config, around a module built in memory.
     from poolattn.backbone.attention import set_attention
     from poolattn.backbone.load import add_lora, load_tokenizer
@@ -126,7 +133,9 @@ def build_embedder(backbone: Backbone, design: int, *, max_length: int, attn: st
                             module.config.num_attention_heads, config.attention)
         pooler = build_pooler(config.pooling, dims)
     tokenizer = load_tokenizer(backbone.tokenizer_dir)
-    return Embedder(module, tokenizer, pooler.to(device=backbone.device, dtype=torch.float32), config)
+    model = Embedder(module, tokenizer, pooler.to(device=backbone.device, dtype=torch.float32), config)
+    model.prefix_cache = None
+    return model
 
 
 def poolattn_step(model: Embedder, *, chunk: int, grad_cache: bool, scale: float) -> ContrastiveStep:

@@ -114,3 +114,17 @@ def test_fit_records_leaves_room_for_eos(bench, tiny_llama):
         for text in (query, record.positive, *record.negatives):
             assert len(tokenizer(text)["input_ids"]) <= 119
     assert any(len(r.positive) == 119 for r in records)  # something was actually cut (1 char = 1 token here)
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_the_contenders_time_every_layer_with_the_prefix_cache_off(bench, tiny_llama, lora):
+    """Without LoRA every layer is frozen: a cache would serve a repeated encode of the same texts from memory."""
+    import torch
+
+    from benchmarks.contenders import Backbone, build_embedder
+
+    backbone = Backbone("tiny", torch.device("cpu"), folder=str(tiny_llama))
+    model = build_embedder(backbone, 1, max_length=32, attn="sdpa", dtype="float32", lora=lora)
+    assert model.prefix_cache is None
+    first = model.encode(["a text", "another text"], show_progress=False)
+    assert model.encode(["a text", "another text"], show_progress=False) == pytest.approx(first, abs=1e-6)
