@@ -6,9 +6,11 @@ with AMX): after 3 training steps in the same process the arena held 8.8 GB free
 `torch.empty` took 29 us instead of 2, and encoding ran at 17.9 ms a text against 12-13 before; after a whole
 40-step run the study's evaluation of that model took 291 s, and 153 s in a fresh process (same scores).
 `malloc_trim` and a fixed mmap threshold did not help, nor did encoding on another thread (20.4 ms: its arena is
-no better); training on another thread left the main heap fast but trained 1.4x slower. Training itself is not
-slowed by the heap its earlier runs left (4-step runs: 36, 30, 28 s in a row), so the study keeps training where it
-is and evaluates in a child whose heap only ever holds evaluations.
+no better); training on another thread left the main heap fast but trained 1.4x slower. So the study evaluates in a
+child whose heap only ever holds evaluations, and keeps training in its own process, where the prefix cache shares
+one seed's training batches between designs. Training there is not slowed by earlier runs of the same design
+(4-step runs: 36, 30, 28 s in a row) but is by other designs: designs 4-5 after the causal ones took 535-555 s for
+40 steps against 418 s for design 4 after only the baseline's evaluation.
 
 One child serves every evaluation of a study, so the frozen-prefix cache (backbone/prefix.py) it fills on one
 run's evaluation serves the next run's, as it did in one process. The child is started with `spawn` (a clean
