@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from benchmarks.common import alternate, log, median
-from benchmarks.contenders import LORA, adamw, poolattn_step
+from benchmarks.contenders import adamw, build_embedder, poolattn_step
 from benchmarks.data import encode_texts, fit_records, sample_records
 
 PEAK_ROUNDS = 20  # the matmul peak is the fastest of this many interleaved rounds (the dtype choice needs 2-5)
@@ -38,7 +38,6 @@ def cpu_utilisation(bench) -> None:
     """Encode and train tokens/s of design 1 in float32 and bfloat16, over the measured matmul throughput."""
     from poolattn.backbone.dtype import choose_cpu_dtype, measure
     from poolattn.data.collator import TripletCollator
-    from poolattn.model import Embedder
 
     s, b, r = bench.settings, bench.backbone, bench.report
     if b.folder is None:
@@ -55,8 +54,8 @@ def cpu_utilisation(bench) -> None:
     for name in bench.utilisation_dtypes:
         for purpose in ("encode", "train"):
             r.emit(f"{purpose}_matmul_gflops_{name}", matmul[purpose][name])
-        model = Embedder.from_design(1, b.folder, device=b.device, max_length=s.encode_max_length, dtype=name,
-                                     attn_implementation=b.encode_attn, lora={**LORA, "enabled": False})
+        # through build_embedder, as every figure: its prefix cache is off, so every repeat computes every layer
+        model = build_embedder(b, 1, max_length=s.encode_max_length, attn=b.encode_attn, dtype=name, lora=False)
         texts = encode_texts(count, model.tokenizer, max_length=s.encode_max_length)
         tokens = sum(len(t.ids) for t in model.text_tokenizer.tokenize(texts))
         log(f"cpu_utilisation: encode {len(texts)} texts in {name}")
@@ -68,8 +67,7 @@ def cpu_utilisation(bench) -> None:
         r.emit(f"encode_cpu_utilisation_{name}", util["encode"][name])
         del model
 
-        model = Embedder.from_design(1, b.folder, device=b.device, max_length=s.train_max_length, dtype=name,
-                                     attn_implementation=b.train_attn, lora=LORA).train()
+        model = build_embedder(b, 1, max_length=s.train_max_length, attn=b.train_attn, dtype=name).train()
         records = fit_records(sample_records(batch_records), model.tokenizer, max_length=s.train_max_length,
                               template=model.config.instruction_template)
         batch = TripletCollator(model.text_tokenizer)(records)
