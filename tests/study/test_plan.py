@@ -62,3 +62,13 @@ def test_cli_seeds_train_every_design_once_per_seed_and_bad_seeds_are_named(caps
         assert f"seed {seed}" in out or f"seed{seed}" in out, out
     assert main(["study", "--config", "configs/demo.yaml", "--seeds", "7,x", "--dry-run", "--no-estimate"]) == 2
     assert "--seeds '7,x'" in capsys.readouterr().err
+
+
+def test_the_prefix_cache_line_names_the_baseline_where_it_differs_from_the_designs(tmp_path):
+    from poolattn.study.plan import describe
+
+    config = merge(Config(), {"model": {"lora": {"layers": [-2, -1], "bidirectional_layers": None}},
+                              "study": {"designs": [4], "output_dir": str(tmp_path)}})
+    text = describe(make_plan(config))
+    assert "untrained baseline (design 1 (eos-causal)): auto: the layers below the lowest LoRA layer" in text
+    assert "design 4 (latent-bidirectional): off: LoRA adapts every layer" in text

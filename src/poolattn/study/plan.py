@@ -158,9 +158,9 @@ def prefix_cache_off(config: Config) -> str | None:
 
 
 def prefix_cache_plan(plan: StudyPlan) -> str:
-    """The plan's prefix_cache line: off and why, or what it will cache; per design where the designs differ."""
-    trained = [run for run in plan.runs if run.trained] or plan.runs
-    by_design = {run.design.label: _prefix_cache_line(run.config) for run in trained}
+    """The plan's prefix_cache line: off and why, or what it will cache; per design (and for the untrained
+    baseline, which is evaluated too) where they differ."""
+    by_design = {run.design.label if run.trained else run.label: _prefix_cache_line(run.config) for run in plan.runs}
     if len(set(by_design.values())) == 1:
         return next(iter(by_design.values()))
     return "".join(f"\n    {label}: {line}" for label, line in by_design.items())
