@@ -104,25 +104,23 @@ def build_embedder(backbone: Backbone, design: int, *, max_length: int, attn: st
                    lora: bool = True) -> Embedder:
     """poolattn's design `design` on `backbone` with `dtype` weights; through `Embedder.from_design` for a folder.
 
-    Its frozen-prefix cache is off: the benchmarks time one pass's work, and with the cache a repeated encode of the
-    same texts would read every frozen layer's output from memory (without LoRA, all of them) instead of computing
-    it. benchmarks/prefix_cache.py measures what the cache saves.
+    Its frozen-prefix cache is off (`prefix_cache: off`): the benchmarks time one pass's work, and with the cache a
+    repeated encode of the same texts would read every frozen layer's output from memory (without LoRA, all of
+    them) instead of computing it. benchmarks/prefix_cache.py measures what the cache saves.
     """
     lora_section = {**LORA, "enabled": lora}
     if backbone.folder is not None:
-        model = Embedder.from_design(
+        return Embedder.from_design(
             design, backbone.folder, device=backbone.device, max_length=max_length, dtype=dtype,
-            attn_implementation=attn, lora=lora_section,
+            attn_implementation=attn, lora=lora_section, prefix_cache="off",
         )
-        model.prefix_cache = None
-        return model
     # Random weights: the same assembly as Embedder.from_config, around a module built in memory.
     from poolattn.backbone.attention import set_attention
     from poolattn.backbone.load import add_lora, load_tokenizer
     from poolattn.pooling import BackboneDims, build_pooler
 
     overrides = {"model": {"backbone": backbone.tokenizer_dir, "max_length": max_length, "dtype": "bfloat16",
-                           "attn_implementation": attn, "lora": lora_section}}
+                           "attn_implementation": attn, "lora": lora_section, "prefix_cache": "off"}}
     config = merge(merge(Config(), get_design(design).overrides()), overrides).model
     module = backbone.random_module(attn)
     set_attention(module, config.attention)
@@ -133,9 +131,7 @@ def build_embedder(backbone: Backbone, design: int, *, max_length: int, attn: st
                             module.config.num_attention_heads, config.attention)
         pooler = build_pooler(config.pooling, dims)
     tokenizer = load_tokenizer(backbone.tokenizer_dir)
-    model = Embedder(module, tokenizer, pooler.to(device=backbone.device, dtype=torch.float32), config)
-    model.prefix_cache = None
-    return model
+    return Embedder(module, tokenizer, pooler.to(device=backbone.device, dtype=torch.float32), config)
 
 
 def poolattn_step(model: Embedder, *, chunk: int, grad_cache: bool, scale: float) -> ContrastiveStep:

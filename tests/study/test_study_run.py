@@ -11,6 +11,7 @@ import yaml
 from poolattn.cli import main
 from poolattn.config import Config, merge
 from poolattn.study import run as study_run
+from poolattn.study.eval_process import SameProcess
 from poolattn.study.plan import make_plan
 from poolattn.study.run import StaleRunError, run_study
 
@@ -50,18 +51,9 @@ def stubs(monkeypatch):
         calls["eval"].append(run.key)
         return {t: {"main_score": 0.5, "category": "retrieval", "main_score_name": "ndcg_at_10"} for t in tasks}, 0.1
 
-    class SameProcess:  # the command line evaluates in a child process, which would not see these stubs
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            pass
-
-        def call(self, function, *args, what=""):
-            return function(*args)
-
     monkeypatch.setattr(study_run, "train", fake_train)
     monkeypatch.setattr(study_run, "_evaluate_run", fake_evaluate)
+    # the command line evaluates in a child process, which would not see these stubs
     monkeypatch.setattr(study_run, "EvaluationProcess", SameProcess)
     monkeypatch.setattr(study_run, "write_report", lambda results, out, **kwargs: {})
     return calls

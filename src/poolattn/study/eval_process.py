@@ -53,6 +53,19 @@ def _start_child(setup: dict[str, Any], threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+class SameProcess:
+    """Calls `function(*args)` here: `EvaluationProcess`'s interface, for `run_study(eval_process=False)`."""
+
+    def __enter__(self) -> SameProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def call(self, function: Callable[..., Any], *args: Any, what: str = "an evaluation") -> Any:
+        return function(*args)
+
+
 class EvaluationProcess:
     """Calls `function(*args)` in one child process, started on the first call and kept until `close`.
 

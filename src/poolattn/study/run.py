@@ -12,7 +12,6 @@ run is compared with what this invocation would make; any difference stops the s
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -33,7 +32,7 @@ from poolattn.model import Embedder
 from poolattn.model.card import write_model_card
 from poolattn.study.analysis import analyse
 from poolattn.study.eta import calibrate, estimate
-from poolattn.study.eval_process import EvaluationProcess
+from poolattn.study.eval_process import EvaluationProcess, SameProcess
 from poolattn.study.plan import RunPlan, StudyPlan, expand_tasks
 from poolattn.study.report import write_report
 from poolattn.study.results import load_results
@@ -257,7 +256,7 @@ def run_study(plan: StudyPlan, *, force: bool = False, progress: bool = True, ca
     eta = _Eta(_calibrated_prior(plan) if calibrate and pending else None)
     left = {"train": sum(r.trained for r in plan.runs), "eval": len(plan.runs)}
     bar = tqdm(total=left["train"] + left["eval"], desc="study", unit="phase", disable=not progress, position=0)
-    with EvaluationProcess() if eval_process else contextlib.nullcontext() as child:
+    with EvaluationProcess() if eval_process else SameProcess() as evaluator:
         for run in plan.runs:
             run_file = run.folder / RUN_FILE
             if run_file.is_file() and not force:
@@ -280,8 +279,7 @@ def run_study(plan: StudyPlan, *, force: bool = False, progress: bool = True, ca
                     bar.update(1)
                 bar.set_postfix_str(f"{run.label}: evaluating ({eta.remaining(left)})")
                 items = out / ITEMS_DIR / run.key
-                scores, seconds = (child.call(_evaluate_run, run, tasks, progress, items, what=run.label)
-                                   if child is not None else _evaluate_run(run, tasks, progress, items))
+                scores, seconds = evaluator.call(_evaluate_run, run, tasks, progress, items, what=run.label)
                 eta.add("eval", seconds)
                 left["eval"] -= 1
                 bar.update(1)
