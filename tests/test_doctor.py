@@ -32,6 +32,7 @@ def test_doctor_prints_every_key_on_a_tiny_model(tiny_llama, capsys):
     # hidden size 32: below the size worth timing, auto is float32 for both (the matmuls are still measured)
     assert (values["encode_dtype"], values["train_dtype"], values["dtype_reason"]) == ("float32", "float32",
                                                                                         "small model")
+    assert int(values["encode_pass_tokens"]) == 512  # the default: too small a model to time its passes
 
 
 def test_doctor_measures_a_configs_settings(tiny_llama, tmp_path, capsys):

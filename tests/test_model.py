@@ -217,7 +217,7 @@ def test_a_token_cap_splits_batches_without_changing_embeddings(tiny_llama, monk
     _perturb_lora(model)
     uncapped = model.encode(TEXTS, batch_size=len(TEXTS))
     calls = []
-    monkeypatch.setattr("poolattn.model.embedder.CPU_BATCH_TOKENS", 24)
+    model.cpu_pass_tokens = 24
     original = model.text_tokenizer.collate
     monkeypatch.setattr(model.text_tokenizer, "collate", lambda items: calls.append(len(items)) or original(items))
     capped = model.encode(TEXTS, batch_size=len(TEXTS))

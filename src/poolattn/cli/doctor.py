@@ -1,8 +1,8 @@
 """`poolattn doctor`: what this machine does with poolattn, one `key=value` per line.
 
 The first thing to ask a user who reports slowness: torch's CPU capability and threads, float32 and bfloat16
-matmul GFLOP/s at the backbone's layer shapes, the dtypes `auto` picks for encoding and training, and the
-measured encoding and training tokens/s of design 1 on the backbone in those dtypes: by default with the
+matmul GFLOP/s at the backbone's layer shapes, the dtypes `auto` picks for encoding and training, the padded
+positions a CPU encoding pass may hold (measured per machine), and the measured encoding and training tokens/s of design 1 on the backbone in those dtypes: by default with the
 library's default training settings (LoRA on every layer, dropout 0.1), with `--config` with a config's
 (`--config configs/demo.yaml`: what the embedded study trains with).
 """
@@ -74,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     model = Embedder.from_config(config.model).merge_lora()
     batch = config.eval.batch_size if args.config and not args.batch_size else 4 * (args.batch_size or 8)
     rate = time_encode(model, sample_texts(args.texts), batch_size=batch)
+    if device.type == "cpu":
+        print(f"encode_pass_tokens={model.pass_tokens()}", flush=True)
     print(f"encode_tokens_per_s={_fmt(rate.tokens_per_s)}", flush=True)
     del model
     rate = time_train_steps(config, args.steps)

@@ -7,11 +7,11 @@ training a model does not need.
 
 from __future__ import annotations
 
-from poolattn.model.embedder import (CONVERT_TO, CPU_BATCH_TOKENS, DEFAULT_QUERY_INSTRUCTION, Embedder, length_batches,
+from poolattn.model.embedder import (CONVERT_TO, DEFAULT_QUERY_INSTRUCTION, Embedder, length_batches,
                                      resolve_model)
 from poolattn.model.folder import ADAPTER_DIR, CONFIG_FILE, FORMAT_VERSION, MERGED_DIR, POOLER_FILE
 
 __all__ = [
-    "ADAPTER_DIR", "CONFIG_FILE", "CONVERT_TO", "CPU_BATCH_TOKENS", "DEFAULT_QUERY_INSTRUCTION", "Embedder",
+    "ADAPTER_DIR", "CONFIG_FILE", "CONVERT_TO", "DEFAULT_QUERY_INSTRUCTION", "Embedder",
     "FORMAT_VERSION", "MERGED_DIR", "POOLER_FILE", "length_batches", "resolve_model",
 ]

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from poolattn.backbone.load import add_lora, default_device, load_backbone, load_lora, load_tokenizer
 from poolattn.backbone.offline import resolve as resolve_backbone
+from poolattn.backbone.passes import choose_pass_tokens
 from poolattn.backbone.prefix import PrefixCache
 from poolattn.config import Config, ModelConfig, merge
 from poolattn.designs import get_design
@@ -75,13 +76,6 @@ def _merged_state_dict(peft_model: nn.Module) -> dict[str, Tensor]:
     return state
 
 
-# On a CPU, at most this many padded token positions per forward pass (besides batch_size): the activations and
-# attention scores of a smaller pass stay in cache. Measured on a 2-core AVX2 EPYC in float32 (SmolLM2-135M, 256
-# texts of 2-187 tokens, batch_size 32, best of 5): 18.8 s at 512 tokens, 19.4 at 1,024, 20.3 at 1,536, 21.3 without
-# a cap (13% slower than 512). GPUs prefer large passes: no cap there.
-CPU_BATCH_TOKENS = 512
-
-
 def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: int | None = None) -> list[list[int]]:
     """Indices, longest first, cut into batches of at most `batch_size` items and `max_tokens` padded positions.
 
@@ -124,6 +118,10 @@ class Embedder(nn.Module):
         self._lora_merged = False  # set by merge_lora: the backbone's weights are no longer config.backbone's
         # frozen-prefix cache (backbone/prefix.py); it checks on every batch whether it is exact for this model
         self.prefix_cache = PrefixCache() if config.prefix_cache == "auto" else None
+        # On a CPU, at most this many padded token positions per encoding pass (besides batch_size): measured for
+        # this machine, backbone shape, dtype and kernel on the first CPU encode (backbone/passes.py). Set it to
+        # override; GPUs prefer large passes and take none.
+        self.cpu_pass_tokens: int | None = None
 
     # ------------------------------------------------------------------------------------- construction
     @classmethod
@@ -263,6 +261,17 @@ class Embedder(nn.Module):
         return self
 
     # ------------------------------------------------------------------------------------------ encode
+    def pass_tokens(self) -> int | None:
+        """The padded positions one encoding pass may hold on this device (None: no cap, as on a GPU)."""
+        if self.device.type != "cpu":
+            return None
+        if self.cpu_pass_tokens is None:
+            hf_config = self.backbone.config
+            dtype = next(self.backbone.parameters()).dtype
+            attn = getattr(hf_config, "_attn_implementation", None) or "sdpa"
+            self.cpu_pass_tokens = choose_pass_tokens(hf_config, dtype, attn, self.config.attention).tokens
+        return self.cpu_pass_tokens
+
     @torch.inference_mode()
     def encode(
         self,
@@ -276,8 +285,8 @@ class Embedder(nn.Module):
     ) -> np.ndarray | Tensor:
         """(N, D) float32 unit rows, in input order (a numpy array, or a CPU tensor with `convert_to="torch"`).
 
-        Texts are sorted by length so each batch pads little (on CPU a pass also stops at CPU_BATCH_TOKENS padded
-        positions, which keeps it in cache), then put back in order. An instruction (one for all texts, or one per
+        Texts are sorted by length so each batch pads little (on CPU a pass also stops at `pass_tokens()` padded
+        positions, a size measured on this machine), then put back in order. An instruction (one for all texts, or one per
         text) uses the E5 form `Instruct: {instruction}\\nQuery: {text}`. An empty string is
         encoded (EOS only); text over max_length is truncated, with one warning saying how many were cut.
         `normalize=False` returns the pooled vectors before L2 normalisation.
@@ -309,8 +318,7 @@ class Embedder(nn.Module):
                 "%d of %d texts were longer than max_length=%d tokens and were truncated",
                 cut, len(texts), self.max_length,
             )
-        budget = CPU_BATCH_TOKENS if self.device.type == "cpu" else None
-        batches = length_batches([len(item.ids) for item in items], batch_size, budget)
+        batches = length_batches([len(item.ids) for item in items], batch_size, self.pass_tokens())
         if show_progress is None:
             show_progress = len(batches) > 10
         was_training = self.training
