@@ -39,11 +39,14 @@ def figures(stdout: str) -> dict[str, float]:
     return out
 
 
-def test_cpu_figures_print_finite_positive_values(bench, tiny_llama, capsys):
-    code = bench.main(["--backbone", str(tiny_llama), "--tiny-settings", "--threads", "1",
+def test_cpu_figures_print_finite_positive_values(bench, tiny_llama, capfd, tmp_path):
+    """Several figures: each runs in a fresh process, whose lines reach stdout and whose figures join the JSON."""
+    report = tmp_path / "bench.json"
+    code = bench.main(["--backbone", str(tiny_llama), "--tiny-settings", "--threads", "1", "--json", str(report),
                        "--only", "train_speed_vs_st,encode_speed_vs_st,overhead_vs_bare"])
     assert code == 0
-    out = capsys.readouterr().out
+    out, err = capfd.readouterr()
+    assert "figure encode_speed_vs_st (in a fresh process)" in err
     assert "# cpu: " in out and "# torch_threads: 1" in out and "# sentence_transformers: " in out
     values = figures(out)
     for name in ("train_speed_vs_st", "poolattn_train_samples_per_s", "st_train_samples_per_s",
@@ -56,6 +59,9 @@ def test_cpu_figures_print_finite_positive_values(bench, tiny_llama, capsys):
     assert values["train_token_match"] == 1.0
     assert values["encode_token_match"] == 1.0
     assert values["encode_cosine_poolattn_vs_st_min"] > 0.99
+    saved = json.loads(report.read_text())
+    assert saved["figures"] == pytest.approx(values, abs=5e-4)  # printed with three decimals
+    assert saved["samples"]["encode_seconds_st"] and "encode_tokens" in saved["notes"]
 
 
 def test_cpu_utilisation_prints_both_dtypes_and_the_chosen_one(bench, tiny_llama, capsys):
