@@ -11,7 +11,7 @@ import yaml
 from poolattn.cli import main
 from poolattn.config import Config, merge
 from poolattn.study import run as study_run
-from poolattn.study.eval_process import SameProcess
+from poolattn.study.processes import SameProcess
 from poolattn.study.plan import make_plan
 from poolattn.study.run import StaleRunError, run_study
 
@@ -53,8 +53,8 @@ def stubs(monkeypatch):
 
     monkeypatch.setattr(study_run, "train", fake_train)
     monkeypatch.setattr(study_run, "_evaluate_run", fake_evaluate)
-    # the command line evaluates in a child process, which would not see these stubs
-    monkeypatch.setattr(study_run, "EvaluationProcess", SameProcess)
+    # the command line trains and evaluates in child processes, which would not see these stubs
+    monkeypatch.setattr(study_run, "ChildProcess", lambda doing: SameProcess())
     monkeypatch.setattr(study_run, "write_report", lambda results, out, **kwargs: {})
     return calls
 

@@ -2,9 +2,10 @@
 
 The first thing to ask a user who reports slowness: torch's CPU capability and threads, float32 and bfloat16
 matmul GFLOP/s at the backbone's layer shapes, the dtypes `auto` picks for encoding and training, the padded
-positions a CPU encoding pass may hold (measured per machine), and the measured encoding and training tokens/s of design 1 on the backbone in those dtypes: by default with the
-library's default training settings (LoRA on every layer, dropout 0.1), with `--config` with a config's
-(`--config configs/demo.yaml`: what the embedded study trains with).
+positions a CPU encoding pass may hold (measured per machine), and the measured encoding and training tokens/s
+of design 1 on the backbone in those dtypes: by default with the library's default training settings (LoRA on
+every layer, dropout 0.1), with `--config` with a config's (`--config configs/demo.yaml`: what the embedded study
+trains with).
 """
 
 from __future__ import annotations

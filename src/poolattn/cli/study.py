@@ -86,6 +86,6 @@ def run(args: argparse.Namespace) -> int:
               f"and report in one process: poolattn study {' '.join(_rerun_args(args))}")
         return 0
     results = run_study(plan, force=args.force, progress=not args.no_progress,
-                        calibrate=not (args.no_progress or args.no_estimate), eval_process=True)
+                        calibrate=not (args.no_progress or args.no_estimate), child_processes=True)
     print(f"\nresults: {results}\nreport:  {results.parent / 'report.md'} and {results.parent / 'report.html'}")
     return 0

@@ -241,7 +241,7 @@ def calibrate(plan: StudyPlan, *, steps: int = 1, encode_sample: int = ENCODE_SA
     held-out records.
 
     The evaluation is timed first, before any training step: `poolattn study` evaluates in a child process whose
-    heap no training has touched (study/eval_process.py), and in a heap that training has used, encoding ran up to
+    heap no training has touched (study/processes.py), and in a heap that training has used, encoding ran up to
     1.9x slower. The held-out checks run inside training, so they are timed after the training steps, as they run.
     """
     start = time.perf_counter()

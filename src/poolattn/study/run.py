@@ -32,7 +32,7 @@ from poolattn.model import Embedder
 from poolattn.model.card import write_model_card
 from poolattn.study.analysis import analyse
 from poolattn.study.eta import calibrate, estimate
-from poolattn.study.eval_process import EvaluationProcess, SameProcess
+from poolattn.study.processes import ChildProcess, SameProcess
 from poolattn.study.plan import RunPlan, StudyPlan, expand_tasks
 from poolattn.study.report import write_report
 from poolattn.study.results import load_results
@@ -226,14 +226,18 @@ def _earlier_study(path: Path) -> dict[str, Any]:
     return earlier if isinstance(earlier, dict) else {}
 
 
+def _worker(child: bool, doing: str) -> ChildProcess | SameProcess:
+    return ChildProcess(doing) if child else SameProcess()
+
+
 def run_study(plan: StudyPlan, *, force: bool = False, progress: bool = True, calibrate: bool = False,
-              eval_process: bool = False) -> Path:
+              child_processes: bool = False) -> Path:
     """Train and evaluate every run of `plan`, then write results.json and the report; return results.json.
 
     `calibrate` times a few training steps and encode batches first, so the progress bar shows the remaining
-    time from the start instead of after the first run of each kind. `eval_process` evaluates in one child process
-    (`poolattn study` does): after training, this process's heap made evaluation up to 1.9x slower
-    (study/eval_process.py).
+    time from the start instead of after the first run of each kind. `child_processes` (as `poolattn study`
+    runs) evaluates in one child process and trains in another, new for each attention mode: in a process that
+    had trained, evaluation ran up to 1.9x slower and other designs' training 1.3x (study/processes.py).
     """
     out = plan.output_dir
     data_sha256 = study_data_sha256(plan)
@@ -256,7 +260,8 @@ def run_study(plan: StudyPlan, *, force: bool = False, progress: bool = True, ca
     eta = _Eta(_calibrated_prior(plan) if calibrate and pending else None)
     left = {"train": sum(r.trained for r in plan.runs), "eval": len(plan.runs)}
     bar = tqdm(total=left["train"] + left["eval"], desc="study", unit="phase", disable=not progress, position=0)
-    with EvaluationProcess() if eval_process else SameProcess() as evaluator:
+    mode = None  # the attention mode of the runs the training child has trained
+    with _worker(child_processes, "evaluating") as evaluator, _worker(child_processes, "training") as trainer:
         for run in plan.runs:
             run_file = run.folder / RUN_FILE
             if run_file.is_file() and not force:
@@ -272,8 +277,11 @@ def run_study(plan: StudyPlan, *, force: bool = False, progress: bool = True, ca
                          "seed": run.seed, "train": None, "identity": identities[run.key]}
                 if run.trained:
                     bar.set_postfix_str(f"{run.label}: training ({eta.remaining(left)})")
+                    if run.design.attention != mode:  # another mode shares no cache entry: a fresh heap
+                        trainer.close()
+                        mode = run.design.attention
                     start = time.perf_counter()
-                    entry["train"] = _train_run(run, force)
+                    entry["train"] = trainer.call(_train_run, run, force, what=run.label)
                     eta.add("train", time.perf_counter() - start)
                     left["train"] -= 1
                     bar.update(1)
