@@ -41,7 +41,7 @@ def test_the_study_scores_match_the_unmerged_adapter_model(tmp_path):
     assert np.abs(model.encode(["a tree", "to compile a program"]) - bare).max() > 1e-2  # the update matters
     model.save(run.model_dir)
 
-    study_scores, _ = _evaluate_run(run, TASKS, progress=False)
+    study_scores, _, _ = _evaluate_run(run, TASKS, progress=False)
     unmerged = Embedder.load(run.model_dir, device="cpu", dtype="float32", merge_lora=False)
     assert hasattr(unmerged.backbone, "peft_config")
     reference = evaluate(unmerged, TASKS, tmp_path / "unmerged", show_progress=False, model_name="unmerged")

@@ -88,6 +88,8 @@ def test_a_study_run_in_children_trains_and_scores_as_one_run_here(tiny_llama, t
     for key, by_task in scores[False].items():
         assert scores[True][key] == pytest.approx(by_task, abs=1e-6), key
     assert losses[True] == losses[False] and all(len(history) == 2 for history in losses[True].values())
+    # what a pass held is recorded with each run's scores: the tiny model is below the size worth timing
+    assert {run["encode_pass_tokens"] for run in results["runs"].values()} == {512}
     # one evaluating child; a training child for the causal design 2, and a new one for the bidirectional design 4
     started = [r.getMessage() for r in caplog.records if r.getMessage().startswith("a new child process")]
     assert started.count("a new child process for evaluating (study/processes.py says why)") == 1

@@ -49,7 +49,8 @@ def stubs(monkeypatch):
 
     def fake_evaluate(run, tasks, progress, items_dir=None):
         calls["eval"].append(run.key)
-        return {t: {"main_score": 0.5, "category": "retrieval", "main_score_name": "ndcg_at_10"} for t in tasks}, 0.1
+        scores = {t: {"main_score": 0.5, "category": "retrieval", "main_score_name": "ndcg_at_10"} for t in tasks}
+        return scores, 0.1, 512
 
     monkeypatch.setattr(study_run, "train", fake_train)
     monkeypatch.setattr(study_run, "_evaluate_run", fake_evaluate)

@@ -175,7 +175,9 @@ def _train_run(run: RunPlan, force: bool) -> dict[str, Any]:
 
 
 def _evaluate_run(run: RunPlan, tasks: list[str], progress: bool,
-                  items_dir: Path | None = None) -> tuple[dict[str, Any], float]:
+                  items_dir: Path | None = None) -> tuple[dict[str, Any], float, int | None]:
+    """The run's scores by task, the seconds they took, and the padded positions an encoding pass held (None: no
+    cap, as on a GPU): in bfloat16 a text's embedding depends slightly on its pass (backbone/passes.py)."""
     eval_dtype = run.config.eval.dtype
     if run.trained:
         # the backbone and trust come from this study's config (the caller), not from the folder being loaded
@@ -186,9 +188,10 @@ def _evaluate_run(run: RunPlan, tasks: list[str], progress: bool,
     start = time.perf_counter()
     results = evaluate(model, tasks, run.eval_dir, batch_size=run.config.eval.batch_size, show_progress=progress,
                        model_name=f"poolattn-{run.key}", items_dir=items_dir)
+    seconds = time.perf_counter() - start
     if run.trained:
         write_model_card(run.model_dir)  # the scores join the trained model's card
-    return results, time.perf_counter() - start
+    return results, seconds, model.pass_tokens()
 
 
 def launched_processes() -> int:
@@ -287,7 +290,8 @@ def run_study(plan: StudyPlan, *, force: bool = False, progress: bool = True, ca
                     bar.update(1)
                 bar.set_postfix_str(f"{run.label}: evaluating ({eta.remaining(left)})")
                 items = out / ITEMS_DIR / run.key
-                scores, seconds = evaluator.call(_evaluate_run, run, tasks, progress, items, what=run.label)
+                scores, seconds, pass_tokens = evaluator.call(_evaluate_run, run, tasks, progress, items,
+                                                              what=run.label)
                 eta.add("eval", seconds)
                 left["eval"] -= 1
                 bar.update(1)
@@ -295,6 +299,7 @@ def run_study(plan: StudyPlan, *, force: bool = False, progress: bool = True, ca
                 entry["categories"] = {name: r["category"] for name, r in scores.items()}
                 entry["metrics"] = {name: r.get("main_score_name") for name, r in scores.items()}
                 entry["eval_seconds"] = seconds
+                entry["encode_pass_tokens"] = pass_tokens
                 _write_json(run_file, entry)
             for name, category in entry.get("categories", {}).items():
                 results["tasks"].setdefault(name, {"category": category, "main_score_name": entry.get("metrics", {}).get(name)})
