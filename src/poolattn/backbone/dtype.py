@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import platform
 import time
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from poolattn.cache import cache_dir
+from poolattn.cache import cache_dir, read_json, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -201,12 +200,17 @@ def pick(gflops: dict[str, float]) -> str:
 _MEMO: dict[str, DtypeChoice] = {}
 
 
-def _read_cache(path: Path) -> dict[str, Any] | None:
+def _cached_choice(path: Path, purpose: str, shapes: LayerShapes) -> DtypeChoice | None:
+    """The choice an earlier process measured and saved at `path` (None: no usable file)."""
+    data = read_json(path)
     try:
-        data = json.loads(path.read_text())
-        return data if data.get("dtype") in CANDIDATES and set(data.get("gflops", {})) == set(CANDIDATES) else None
-    except (OSError, ValueError, AttributeError):
+        if data["dtype"] not in CANDIDATES or set(data["gflops"]) != set(CANDIDATES):
+            return None
+    except (KeyError, TypeError):
         return None
+    choice = DtypeChoice(purpose, data["dtype"], "cached", data["gflops"])
+    logger.info("%s [%s; %s]", choice.summary(), shapes.describe(), path)
+    return choice
 
 
 def choose_cpu_dtype(shapes: LayerShapes, purpose: str, *, timer: Timer | None = None,
@@ -222,15 +226,10 @@ def choose_cpu_dtype(shapes: LayerShapes, purpose: str, *, timer: Timer | None =
     signature = machine_signature()
     key = cache_key(signature, shapes, purpose)
     path = cache_dir("dtype") / f"{purpose}-{key}.json"
-    if use_cache:
-        if key in _MEMO:
-            return _MEMO[key]
-        data = _read_cache(path)
-        if data is not None:
-            choice = DtypeChoice(purpose, data["dtype"], "cached", data["gflops"])
-            _MEMO[key] = choice
-            logger.info("%s [%s; %s]", choice.summary(), shapes.describe(), path)
-            return choice
+    known = (_MEMO.get(key) or _cached_choice(path, purpose, shapes)) if use_cache else None
+    if known is not None:
+        _MEMO[key] = known
+        return known
     start = time.perf_counter()
     gflops = measure(shapes, purpose, timer)
     choice = DtypeChoice(purpose, pick(gflops), "measured", {k: round(v, 2) for k, v in gflops.items()})
@@ -244,9 +243,7 @@ def choose_cpu_dtype(shapes: LayerShapes, purpose: str, *, timer: Timer | None =
         logger.info("dtype auto for %s: float32 and bfloat16 within %.1fx of each other; not cached, measured "
                     "again next time", purpose, CLEAR_WINNER)
     elif use_cache:
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
-        os.replace(tmp, path)
+        write_json_atomic(path, record)
         _MEMO[key] = choice
     logger.info("%s [%s; measured in %.2f s, capability %s, %d threads]", choice.summary(), shapes.describe(),
                 seconds, signature["capability"], signature["threads"])

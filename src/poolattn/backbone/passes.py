@@ -22,7 +22,6 @@ import copy
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -33,7 +32,7 @@ from typing import Any
 import torch
 
 from poolattn.backbone.dtype import MIN_FLOPS_PER_TOKEN, LayerShapes, machine_signature
-from poolattn.cache import cache_dir
+from poolattn.cache import cache_dir, read_json, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -139,15 +138,18 @@ def cache_key(signature: dict[str, Any], shapes: LayerShapes, dtype: torch.dtype
 _MEMO: dict[str, PassChoice] = {}
 
 
-def _read_cache(path: Path) -> PassChoice | None:
+def _cached_choice(path: Path) -> PassChoice | None:
+    """The choice an earlier process measured and saved at `path` (None: no usable file)."""
+    data = read_json(path)
     try:
-        data = json.loads(path.read_text())
         rates = {int(size): float(rate) for size, rate in data["tokens_per_s"].items()}
-        if data["tokens"] in CANDIDATES and set(rates) == set(CANDIDATES):
-            return PassChoice(data["tokens"], "cached", rates)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        pass
-    return None
+        if data["tokens"] not in CANDIDATES or set(rates) != set(CANDIDATES):
+            return None
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    choice = PassChoice(data["tokens"], "cached", rates)
+    logger.info("%s [%s]", choice.summary(), path)
+    return choice
 
 
 def choose_pass_tokens(hf_config: Any, dtype: torch.dtype, attn: str, mode: str = "causal", *,
@@ -160,14 +162,10 @@ def choose_pass_tokens(hf_config: Any, dtype: torch.dtype, attn: str, mode: str 
     signature = machine_signature()
     key = cache_key(signature, shapes, dtype, attn, mode)
     path = cache_dir("dtype") / f"passes-{key}.json"
-    if use_cache:
-        if key in _MEMO:
-            return _MEMO[key]
-        cached = _read_cache(path)
-        if cached is not None:
-            _MEMO[key] = cached
-            logger.info("%s [%s]", cached.summary(), path)
-            return cached
+    known = (_MEMO.get(key) or _cached_choice(path)) if use_cache else None
+    if known is not None:
+        _MEMO[key] = known
+        return known
     start = time.perf_counter()
     try:
         timer = timer or ProbeTimer(hf_config, dtype, attn)
@@ -183,9 +181,7 @@ def choose_pass_tokens(hf_config: Any, dtype: torch.dtype, attn: str, mode: str 
         record = {"tokens": choice.tokens, "tokens_per_s": choice.tokens_per_s, "seconds": round(seconds, 3),
                   "dtype": str(dtype), "attn": attn, "mode": mode, "shapes": asdict(shapes), "machine": signature,
                   "measured": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
-        os.replace(tmp, path)
+        write_json_atomic(path, record)
         _MEMO[key] = choice
     logger.info("%s [measured in %.1f s, %d threads]", choice.summary(), seconds, signature["threads"])
     return choice
