@@ -9,6 +9,7 @@ import torch
 from transformers import AutoConfig, LlamaConfig
 
 from poolattn.backbone import passes
+from poolattn.errors import InputError
 from tests.conftest import ALL_FAMILIES
 from poolattn.backbone.passes import (CANDIDATES, DEFAULT_PASS_TOKENS, PROBE_LAYERS, PassChoice, ProbeTimer,
                                       choose_pass_tokens, pick)
@@ -122,3 +123,7 @@ def test_an_embedder_measures_its_pass_size_once_and_takes_an_override(tiny_llam
     assert (dtype, mode) == (torch.float32, "causal") and config is model.backbone.config
     model.cpu_pass_tokens = 64
     assert model.pass_tokens() == 64
+    for wrong in (0, -512, "2048", 1.5):
+        model.cpu_pass_tokens = wrong
+        with pytest.raises(InputError, match=f"cpu_pass_tokens={wrong!r} must be a whole number"):
+            model.encode(["a text"])

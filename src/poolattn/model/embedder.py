@@ -265,6 +265,10 @@ class Embedder(nn.Module):
         """The padded positions one encoding pass may hold on this device (None: no cap, as on a GPU)."""
         if self.device.type != "cpu":
             return None
+        chosen = self.cpu_pass_tokens
+        if chosen is not None and (isinstance(chosen, bool) or not isinstance(chosen, int) or chosen < 1):
+            raise InputError(f"cpu_pass_tokens={chosen!r} must be a whole number of padded positions >= 1, or None "
+                             "to use the size measured on this machine")
         if self.cpu_pass_tokens is None:
             hf_config = self.backbone.config
             dtype = next(self.backbone.parameters()).dtype
