@@ -119,8 +119,8 @@ class Embedder(nn.Module):
         # frozen-prefix cache (backbone/prefix.py); it checks on every batch whether it is exact for this model
         self.prefix_cache = PrefixCache() if config.prefix_cache == "auto" else None
         # On a CPU, at most this many padded token positions per encoding pass (besides batch_size): measured for
-        # this machine, backbone shape, dtype and kernel on the first CPU encode (backbone/passes.py). Set it to
-        # override; GPUs prefer large passes and take none.
+        # this machine, backbone shape, dtype, kernel and attention mode on the first CPU encode
+        # (backbone/passes.py). Set it to override; GPUs prefer large passes and take none.
         self.cpu_pass_tokens: int | None = None
 
     # ------------------------------------------------------------------------------------- construction
@@ -290,9 +290,9 @@ class Embedder(nn.Module):
         """(N, D) float32 unit rows, in input order (a numpy array, or a CPU tensor with `convert_to="torch"`).
 
         Texts are sorted by length so each batch pads little (on CPU a pass also stops at `pass_tokens()` padded
-        positions, a size measured on this machine), then put back in order. An instruction (one for all texts, or one per
-        text) uses the E5 form `Instruct: {instruction}\\nQuery: {text}`. An empty string is
-        encoded (EOS only); text over max_length is truncated, with one warning saying how many were cut.
+        positions, a size measured on this machine), then put back in order. An instruction (one for all texts, or
+        one per text) uses the E5 form `Instruct: {instruction}\\nQuery: {text}`. An empty string is encoded (EOS
+        only); text over max_length is truncated, with one warning saying how many were cut.
         `normalize=False` returns the pooled vectors before L2 normalisation.
 
         Raises:
