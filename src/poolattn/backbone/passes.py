@@ -12,7 +12,7 @@ random weights in the encoding dtype and attention kernel, on passes of `PROBE_L
 text padded by a few positions, so the masked attention path runs) holding each candidate's number of positions.
 Each candidate runs the same number of tokens per round; the fastest of interleaved rounds counts. The smallest
 candidate within `NEAR_BEST` of the best is chosen (smaller passes use less memory). The result is cached per
-machine, layer shapes, dtype and attention kernel next to the dtype measurements, and logged. A backbone too
+machine, layer shapes, dtype, attention kernel and attention mode next to the dtype measurements, and logged. A backbone too
 small to time (hidden size under ~256), or one whose config cannot be cut and built, gets `DEFAULT_PASS_TOKENS`.
 """
 

@@ -266,15 +266,15 @@ class Embedder(nn.Module):
         if self.device.type != "cpu":
             return None
         chosen = self.cpu_pass_tokens
-        if chosen is not None and (isinstance(chosen, bool) or not isinstance(chosen, int) or chosen < 1):
-            raise InputError(f"cpu_pass_tokens={chosen!r} must be a whole number of padded positions >= 1, or None "
-                             "to use the size measured on this machine")
-        if self.cpu_pass_tokens is None:
+        if chosen is None:
             hf_config = self.backbone.config
             dtype = next(self.backbone.parameters()).dtype
             attn = getattr(hf_config, "_attn_implementation", None) or "sdpa"
-            self.cpu_pass_tokens = choose_pass_tokens(hf_config, dtype, attn, self.config.attention).tokens
-        return self.cpu_pass_tokens
+            chosen = self.cpu_pass_tokens = choose_pass_tokens(hf_config, dtype, attn, self.config.attention).tokens
+        elif isinstance(chosen, bool) or not isinstance(chosen, int) or chosen < 1:
+            raise InputError(f"cpu_pass_tokens={chosen!r} must be a whole number of padded positions >= 1, or None "
+                             "to use the size measured on this machine")
+        return chosen
 
     @torch.inference_mode()
     def encode(
