@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import argparse
 import gc
-import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -53,6 +51,7 @@ from benchmarks.contenders import (
 from benchmarks.data import encode_texts, fit_records, sample_records, st_columns, token_match
 from benchmarks.utilisation import cpu_utilisation
 from poolattn.backbone.dtype import CANDIDATES
+from poolattn.study.processes import ChildProcess
 
 TARGETS = {
     "train_speed_vs_st": (">=", 1.3),
@@ -494,9 +493,8 @@ def run_figure(name: str, bench: Bench, argv: list[str], fresh: bool) -> None:
         figures[name](bench)
         _free()
         return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as child:
-        recorded = child.submit(_figure_in_fresh_process, argv, name).result()
+    with ChildProcess("measuring", then="run the benchmark again (--only names figures)") as child:
+        recorded = child.call(_figure_in_fresh_process, argv, name, what=name)
     for part in ("figures", "samples", "notes"):
         getattr(bench.report, part).update(recorded[part])
 

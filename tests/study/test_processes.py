@@ -58,6 +58,12 @@ def test_a_dead_child_is_reported_with_the_run_it_was_evaluating_and_the_next_ca
         assert child.call(_state)[0] not in (before, os.getpid())
 
 
+def test_a_dead_child_error_says_what_its_user_should_do_next():
+    with ChildProcess("measuring", then="run the benchmark again") as child, \
+            pytest.raises(RuntimeError, match=r"measuring encode_speed_vs_st died .*; run the benchmark again, and"):
+        child.call(os._exit, 3, what="encode_speed_vs_st")
+
+
 def _config(tiny_llama, tmp_path) -> Config:
     rows = [{"query": f"question {i} about {['cats', 'ships', 'songs'][i % 3]}", "positive": f"answer {i} text"}
             for i in range(16)]

@@ -79,12 +79,13 @@ class ChildProcess:
     call starts a new one).
 
     `doing` says what the child does, for the log and for the error naming a dead child ("evaluating",
-    "training"). Use as a context manager. `function` and its arguments must be picklable (a module-level
-    function).
+    "training"); `then` says in that error what to do next (the study's default: run it again, it resumes). Use
+    as a context manager. `function` and its arguments must be picklable (a module-level function).
     """
 
-    def __init__(self, doing: str) -> None:
+    def __init__(self, doing: str, then: str = "run the study again to resume from this run") -> None:
         self.doing = doing
+        self.then = then
         self._pool: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> ChildProcess:
@@ -105,7 +106,7 @@ class ChildProcess:
             self._pool = None  # a later call starts a new child
             raise RuntimeError(
                 f"the child process {self.doing} {what} died before it finished (killed for memory, or by a "
-                "signal); run the study again to resume from this run, and watch memory if it happens again"
+                f"signal); {self.then}, and watch memory if it happens again"
             ) from exc
 
     def close(self) -> None:
