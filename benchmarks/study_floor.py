@@ -14,8 +14,9 @@ FLOPs per token are the decoder layers' seven projections, counted as benchmarks
 forward over every layer, and for a training token also the input gradient of the layers from the lowest LoRA
 layer up (backpropagation stops there). With the frozen-prefix cache on (`model.prefix_cache: auto` and LoRA on
 the upper layers only), the layers below the lowest LoRA layer run once per text and attention mode: for the
-training batches once per (attention mode, seed), since the designs of one mode and seed see the same batches;
-for the held-out check and the evaluation once per attention mode. The floor counts only that; the floor
+training batches and the held-out check once per (attention mode, seed), since the designs of one mode and seed
+see the same batches and a training run reads only its own seed's entries (`PrefixCache.scope`); for the
+evaluation once per attention mode. The floor counts only that; the floor
 without the cache is printed beside it. Each is timed at the rate this CPU's matmuls reach at the backbone's layer
 shapes in the dtype `dtype: auto` picks (`poolattn.backbone.dtype.measure`): forwards at the encode measurement's
 rate, input gradients at what the training measurement (a forward and an input gradient) takes beyond its
@@ -118,10 +119,10 @@ def floor(config_path: str) -> dict[str, Any]:
         entry = runs[run.key]
         entry["cached_layers"] = cut
         entry["first_train"] = run.trained and ("train", mode, seed) not in first_seen
-        entry["first_holdout"] = run.trained and ("holdout", mode) not in first_seen
+        entry["first_holdout"] = run.trained and ("holdout", mode, seed) not in first_seen
         entry["first_eval"] = ("eval", mode) not in first_seen
         if run.trained:
-            first_seen |= {("train", mode, seed), ("holdout", mode)}
+            first_seen |= {("train", mode, seed), ("holdout", mode, seed)}
         first_seen.add(("eval", mode))
 
     log("measuring matmul GFLOP/s at the backbone's layer shapes")

@@ -104,7 +104,7 @@ def test_a_multilayer_head_finds_its_vectors_after_another_head_of_the_same_mode
 
 
 # --------------------------------------------------------------------------------------------- training
-def _train_config(path, tmp_path, out, cache, design):
+def _train_config(path, tmp_path, out, cache, design, *, seed=7, dtype="float32"):
     from poolattn.designs import get_design
 
     rows = [{"id": f"r{i}", "query": f"question {i} about {['cats', 'ships', 'songs'][i % 3]}",
@@ -113,12 +113,12 @@ def _train_config(path, tmp_path, out, cache, design):
     data = tmp_path / "train.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return merge(merge(Config(), get_design(design).overrides()), {
-        "model": {"backbone": str(path), "max_length": 32, "pooling": {"num_latents": 4}, "dtype": "float32",
+        "model": {"backbone": str(path), "max_length": 32, "pooling": {"num_latents": 4}, "dtype": dtype,
                   "prefix_cache": cache, "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "layers": [2, 3]}},
         "data": {"dataset_file_path": str(data)},
         "loss": {"scale": 20.0},
         "train": {"output_dir": str(tmp_path / out), "per_device_train_batch_size": 2, "max_steps": 6,
-                  "save_steps": 100, "logging_steps": 1, "learning_rate": 1e-2, "disable_tqdm": True, "seed": 7},
+                  "save_steps": 100, "logging_steps": 1, "learning_rate": 1e-2, "disable_tqdm": True, "seed": seed},
     })
 
 
@@ -152,6 +152,30 @@ def test_training_with_the_cache_gives_the_same_losses_and_weights(tiny4, tmp_pa
         assert saved.keys() == expected.keys()
         for name in expected:
             torch.testing.assert_close(saved[name], expected[name], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_run_never_reads_entries_made_in_another_seeds_batches(tiny4, tmp_path, dtype):
+    """A seed's run gives the same losses, hits and misses after another seed's run as alone (a resumed study)."""
+    from poolattn.training.run import train
+
+    store = shared_store()
+
+    def seed8(out):
+        before = (store.stats.hits, store.stats.misses)
+        train(_train_config(tiny4["llama"], tmp_path, out, "auto", 1, seed=8, dtype=dtype))
+        return store.stats.hits - before[0], store.stats.misses - before[1], _losses(tmp_path / out)
+
+    store.clear()
+    train(_train_config(tiny4["llama"], tmp_path, "seed7", "auto", 1, seed=7, dtype=dtype))  # the same 8 records
+    after = seed8("after")
+    store.clear()
+    alone = seed8("alone")
+    assert after[:2] == alone[:2] and alone[1] > 0  # seed 8 read nothing seed 7 made
+    assert after[2] == alone[2]  # exactly, in bfloat16 too
+    hits = store.stats.hits
+    train(_train_config(tiny4["llama"], tmp_path, "design3", "auto", 3, seed=8, dtype=dtype))
+    assert store.stats.hits - hits >= alone[1]  # another design of the same seed reads every state seed 8 made
 
 
 # ------------------------------------------------------------------------------------------------- keys

@@ -152,6 +152,19 @@ def test_trained_runs_and_held_out_checks_cost_the_rates_measured_for_them(tmp_p
     assert guess.train == pytest.approx({"1": 3 * 2.0 + 100 * 0.03 + 100 * 0.02, "5": 3 * 3.0 + 200 * 0.05})
 
 
+def test_each_seed_stores_its_own_held_out_texts(tmp_path):
+    # training reads only its own seed's prefix entries (PrefixCache.scope): the first held-out check of a seed's
+    # first run is cold, of another design of that seed warm
+    rates = {f"{d}-seed{s}": EncodeRate(0.03, 0.01) for d in (1, 2) for s in (1, 2)}
+    calibration = Calibration(step_seconds={k: 0.0 for k in rates}, eval_overhead_seconds=0.0, eval_texts=0,
+                              encode_seconds_per_text=0.0, holdout=rates)
+    plan = make_plan(merge(_config("tiny", tmp_path), {
+        "data": {"holdout": 50}, "model": {"lora": {"layers": [-1]}}, "study": {"designs": [1, 2], "seeds": [1, 2]}}))
+    train = estimate(plan, calibration).train
+    cold, warm = 100 * 0.03 + 100 * 0.01, 200 * 0.01
+    assert train == pytest.approx({"1-seed1": cold, "1-seed2": cold, "2-seed1": warm, "2-seed2": warm})
+
+
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_calibration_times_each_design_s_held_out_check_and_a_trained_run_s_evaluation(tiny_llama, tmp_path,
                                                                                          dtype):

@@ -18,6 +18,16 @@ convention switches the cache off instead of changing results.
 Keys: the exact token ids of the text, plus a SHA-256 over the model class, its config, the attention kernel
 and mode, dtype, device type, autocast state, k, and the bytes of every frozen weight (embeddings, layers
 0..k-1, rotary buffers). A cache from another backbone, revision or dtype therefore never matches.
+
+Scope. A matrix product's rounding depends on its shape: on the 2-core AMX Xeon, a bfloat16 `F.linear` row
+computed among 64 rows differs from the same row among 512. A text's frozen state therefore carries the shape of
+the pass that made it, and a run that reads states made in another run's passes can round differently from a run
+that made them itself (in float32 by about 5e-7; in bfloat16 a 40-step SmolLM2-135M run then drifted by up to 0.22
+in a step's loss). Training sets `scope` to its batch stream (training data, seed, batch and chunk sizes; see
+`training.run.prefix_scope`), so runs share entries only when they see the same batches in the same passes: the
+designs of one attention mode and seed. A run's results then never depend on which other runs shared its process,
+or on a study being resumed. Evaluation keeps the empty scope: every model of a mode encodes a task in the same
+passes.
 """
 
 from __future__ import annotations
@@ -199,6 +209,7 @@ class PrefixCache:
         self._checked: set[bytes] = set()
         self._said: set[str] = set()
         self.last_reason: str | None = None  # why the last batch ran without the cache (None: it ran with it)
+        self.scope: tuple = ()  # part of every key: entries are shared only within one scope (see the module doc)
 
     # ------------------------------------------------------------------------------------------ planning
     def _say(self, message: str) -> None:
@@ -308,7 +319,7 @@ class PrefixCache:
         frozen = [i for i in wanted if i <= k and i < n] if multilayer else []
         autocast = (torch.is_autocast_enabled(input_ids.device.type),
                     str(torch.get_autocast_dtype(input_ids.device.type)))
-        context = (plan.context, autocast)
+        context = (plan.context, autocast, self.scope)
         real = attention_mask.bool()
         rows = [tuple(input_ids[b][real[b]].tolist()) for b in range(input_ids.shape[0])]
         state_keys = [("state", context, ids) for ids in rows]

@@ -2,8 +2,9 @@
 
 One store serves the whole process, so every model whose frozen layers are the same (same weights, dtype,
 attention mode and kernel: see `backbone/prefix.py`) reuses the entries of the others: the designs of one
-attention mode in a study, each of their seeds, and the evaluation of every run. Keys hold the exact token ids;
-the rest of a key is a digest of everything else the frozen layers depend on.
+attention mode and seed in a study (training scopes its entries to its batch stream: `PrefixCache.scope`), and
+the evaluation of every run. Keys hold the exact token ids; the rest of a key is a digest of everything else the
+frozen layers depend on.
 
 Sizes (SmolLM2-135M, hidden 576, float32): the state entering the first adapted layer is 2,304 bytes per token
 (147 KB for a 64-token text); the multi-layer head's pooled vectors of 19 frozen hidden states (embeddings and

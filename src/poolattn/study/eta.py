@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -196,10 +197,11 @@ def estimate(plan: StudyPlan, calibration: Calibration) -> Estimate:
 
     With the prefix cache on, an evaluation (or a run's held-out checks) costs the warm rate when an earlier run of
     the plan stored what it needs (`prefix_key`), the cold rate otherwise; a run's held-out checks after its first
-    always find the held-out texts stored by the first.
+    always find the held-out texts stored by the first. Training reads only entries of its own seed
+    (`PrefixCache.scope`), so held-out texts are stored once per seed.
     """
     overhead, texts = calibration.eval_overhead_seconds, calibration.eval_texts
-    evaluated, held_out = _Seen(), _Seen()
+    evaluated, held_out = _Seen(), defaultdict(_Seen)
     train, eval_ = {}, {}
     for run in plan.runs:
         key = prefix_key(run.config)
@@ -207,7 +209,7 @@ def estimate(plan: StudyPlan, calibration: Calibration) -> Estimate:
             steps = _planned_steps(run.config)
             encodes = _holdout_encodes(run.config, steps)
             first = min(encodes, 2 * run.config.data.holdout)  # the first check: cold unless an earlier run stored it
-            checks = (first * calibration.holdout_seconds(run.key, held_out.warm(key))
+            checks = (first * calibration.holdout_seconds(run.key, held_out[run.config.train.seed].warm(key))
                       + (encodes - first) * calibration.holdout_seconds(run.key, key is not None))
             train[run.key] = steps * calibration.step_seconds[run.key] + checks
         rate = calibration.encode_seconds(evaluated.warm(key), run=run.key if run.trained else None)

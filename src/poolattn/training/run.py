@@ -232,6 +232,17 @@ def _same_on_every_rank(value: Any) -> Any:
     return box[0]
 
 
+def prefix_scope(config: Config, data_sha256: str | None, world: int) -> tuple:
+    """The frozen-prefix cache scope of a training run: what decides which texts share a forward pass.
+
+    Runs with equal scopes (the designs of one attention mode and seed) see the same batches cut into the same
+    chunks, so a state one made is the state another would make; a run with another seed never reads them.
+    """
+    return ("train", data_sha256, config.train.seed, config.train.local_batch, world,
+            config.data.same_source_batches, config.loss.grad_cache_chunk_size, config.model.max_length,
+            config.model.padding_side)
+
+
 def train(config: Config, *, callbacks: list | None = None) -> TrainResult:
     """Train `config.model` on `config.data` with `config.loss` and `config.train`; save to train.output_dir."""
     start = time.perf_counter()
@@ -253,6 +264,8 @@ def train(config: Config, *, callbacks: list | None = None) -> TrainResult:
     use_training_kernel(model, config)
     counts = model.parameter_counts()
     world = args.world_size
+    if model.prefix_cache is not None:
+        model.prefix_cache.scope = prefix_scope(config, identity["data_sha256"], world)
     contrastive = contrastive_batch(config, world)
     step = build_step(config, model.text_tokenizer.collate)
     logger.info(
