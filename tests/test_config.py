@@ -132,3 +132,10 @@ def test_one_comma_list_parser_serves_the_config_and_the_command_line():
         "suite", "PoolattnBibleVerseRetrieval"]  # the space after the comma no longer reaches the task name
     with pytest.raises(ConfigError, match="eval.tasks is empty"):
         Config.from_dict({"eval": {"tasks": " , "}})
+
+
+@pytest.mark.parametrize(("written", "expected"), [("off", "off"), ("on", "auto"), ("'off'", "off"), ("auto", "auto")])
+def test_a_bare_yaml_off_or_on_for_the_prefix_cache_is_read_as_meant(tmp_path, written, expected):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"model:\n  prefix_cache: {written}\n")  # YAML 1.1 reads a bare off / on as false / true
+    assert load_config(path).model.prefix_cache == expected

@@ -171,6 +171,8 @@ class ModelConfig:
             raise ConfigError(f"model.backbone={self.backbone!r} must name a model (e.g. 'smollm2-135m') or a folder")
         _check_choice("model", "attention", self.attention, ATTENTION_MODES)
         _check_choice("model", "padding_side", self.padding_side, PADDING_SIDES)
+        if isinstance(self.prefix_cache, bool):  # YAML reads a bare `off` (and `on`) as a boolean
+            self.prefix_cache = "auto" if self.prefix_cache else "off"
         _check_choice("model", "prefix_cache", self.prefix_cache, ("auto", "off"))
         self.dtype = dtype_name(self.dtype)
         _check_choice("model", "dtype", self.dtype, DTYPES)
