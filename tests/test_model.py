@@ -223,3 +223,24 @@ def test_a_token_cap_splits_batches_without_changing_embeddings(tiny_llama, monk
     capped = model.encode(TEXTS, batch_size=len(TEXTS))
     assert len(calls) > 1  # the cap did split the passes
     np.testing.assert_allclose(capped, uncapped, atol=2e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("layers", [None, [0, 2, -1]])
+@pytest.mark.parametrize("design", [3, 5])
+@pytest.mark.parametrize("family", ["llama", "qwen3", "gemma3_text"])
+def test_a_multilayer_head_summarising_each_layer_as_it_runs_equals_reading_all_hidden_states(
+        tiny_dirs, family, design, layers, dtype):
+    d = get_design(design)
+    model = Embedder.from_config(ModelConfig(
+        backbone=str(tiny_dirs[family]), attention=d.attention, max_length=64, dtype=dtype, prefix_cache="off",
+        pooling=PoolingConfig(name=d.pooling, num_latents=4, init="paper", layers=layers)), device="cpu")
+    _perturb_lora(model)
+    model.eval()  # LoRA dropout off: two passes must see the same function
+    batch = model.tokenize(TEXTS)
+    with torch.no_grad():  # encoding: each layer summarised as it runs
+        got = model._pooled_full(**batch)
+        out = model.backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                             position_ids=batch.get("position_ids"), output_hidden_states=True, use_cache=False)
+        want = model.pooler(tuple(out.hidden_states), batch["pool_mask"])
+    assert torch.equal(got, want)

@@ -8,7 +8,7 @@ from safetensors.torch import load_file, save_file
 
 from poolattn.config import PoolingConfig
 from poolattn.pooling import POOLERS, BackboneDims, build_pooler, pooler_class
-from poolattn.pooling.base import last_token_index
+from poolattn.pooling.base import last_token_index, masked_mean
 
 H, LAYERS = 16, 3
 DIMS = {mode: BackboneDims(hidden_size=H, num_layers=LAYERS, num_attention_heads=4, attention=mode)
@@ -174,3 +174,13 @@ def test_paper_preset_parameter_count_for_a_7b_shaped_backbone(name):
     count = sum(p.numel() for p in pooler.parameters())
     assert count == _expected_paper_head(4096, 32, name == "multilayer")
     assert 1.27e9 < count < 1.29e9  # "1.28B parameters for a 7B model"
+
+
+def test_the_mean_of_bfloat16_states_equals_the_mean_of_their_float32_copy():
+    torch.manual_seed(0)
+    states = (torch.randn(4, 9, 32) * 5).bfloat16()
+    mask = torch.ones(4, 9, dtype=torch.long)
+    mask[2, 3:] = 0
+    got = masked_mean(states, mask)
+    assert got.dtype == torch.float32
+    assert torch.equal(got, masked_mean(states.float(), mask))

@@ -36,7 +36,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -103,11 +103,26 @@ def _layers_swapped(base: nn.Module, layers: list[nn.Module], *, skip_norm: bool
 
 
 @contextmanager
-def _recorded(layers: dict[int, nn.Module]) -> Iterator[dict[int, Tensor]]:
-    """{hidden-state index: tensor} of the listed layers' outputs (index i = output of layer i - 1)."""
+def layer_states(layers: Sequence[nn.Module], indices: Iterable[int],
+                 keep: Callable[[Tensor], Tensor] | None = None) -> Iterator[dict[int, Tensor]]:
+    """{i: keep(hidden state i)} for `indices`, numbered as HF's `hidden_states`, as the layers run.
+
+    0 is the input of `layers[0]` (the embeddings), i > 0 the output of `layers[i - 1]`; an index past the layers is
+    skipped (HF's last hidden state is after the final norm: read it from the model's output). `keep` (default: the
+    state itself) runs inside the forward, so a caller that keeps a summary lets each layer's states go at once.
+    """
     out: dict[int, Tensor] = {}
-    handles = [layer.register_forward_hook(lambda _m, _a, o, i=i: out.__setitem__(i, _output(o)))
-               for i, layer in layers.items()]
+    keep = keep or (lambda state: state)
+
+    def record(i: int, state: Tensor) -> None:
+        if i not in out:  # a layer list that calls a module twice keeps the first
+            out[i] = keep(state)
+
+    handles = [layers[i - 1].register_forward_hook(lambda _m, _a, o, i=i: record(i, _output(o)))
+               for i in indices if 0 < i <= len(layers)]
+    if 0 in indices and len(layers):
+        handles.append(layers[0].register_forward_pre_hook(
+            lambda _m, args, kwargs: record(0, args[0] if args else kwargs["hidden_states"]), with_kwargs=True))
     try:
         yield out
     finally:
@@ -266,22 +281,11 @@ class PrefixCache:
                     indices: list[int]) -> tuple[Tensor, dict[int, Tensor]]:
         """(B, T, H) state entering layer k, and {i: (B, T, H)} hidden states i <= k asked for in `indices`."""
         layers = list(base.layers)
-        with _layers_swapped(base, layers[:k], skip_norm=True), _recorded(
-                {i: layers[i - 1] for i in indices if 0 < i < k}) as seen:
-            first_input: dict[str, Tensor] = {}
-
-            def keep_input(_module: nn.Module, args: tuple, kwargs: dict) -> None:
-                first_input.setdefault("h", args[0] if args else kwargs["hidden_states"])
-
-            handle = layers[0].register_forward_pre_hook(keep_input, with_kwargs=True)
-            try:
-                state = base(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                             use_cache=False).last_hidden_state
-            finally:
-                handle.remove()
+        with _layers_swapped(base, layers[:k], skip_norm=True), layer_states(
+                layers, [i for i in indices if i < k]) as seen:
+            state = base(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         use_cache=False).last_hidden_state
         hidden = dict(seen)
-        if 0 in indices:
-            hidden[0] = first_input["h"]
         hidden[k] = state
         return state, hidden
 
@@ -291,8 +295,8 @@ class PrefixCache:
         layers = list(base.layers)
         n = len(layers)
         skipped = [_PassThrough() for _ in range(k)]
-        with _layers_swapped(base, skipped + layers[k:], skip_norm=False), _recorded(
-                {i: layers[i - 1] for i in indices if k < i < n}) as seen:
+        with _layers_swapped(base, skipped + layers[k:], skip_norm=False), layer_states(
+                layers, [i for i in indices if k < i < n]) as seen:
             last = base(inputs_embeds=state, attention_mask=attention_mask, position_ids=position_ids,
                         use_cache=False).last_hidden_state
         hidden = dict(seen)

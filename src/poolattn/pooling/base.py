@@ -31,9 +31,14 @@ def last_token_index(mask: Tensor) -> Tensor:
 
 
 def masked_mean(states: Tensor, mask: Tensor) -> Tensor:
-    """(B, H) mean of (B, T, H) `states` over the positions where the (B, T) `mask` is 1."""
+    """(B, H) float32 mean of (B, T, H) `states` over the positions where the (B, T) `mask` is 1.
+
+    Sums in float32 whatever the states' dtype, without a float32 copy of them: multiplying by 0 or 1 is exact in
+    any dtype, so the result equals the mean of `states.float()` bit for bit.
+    """
     keep = mask.unsqueeze(-1).to(states.dtype)  # (B, T, 1)
-    return (states * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1.0)
+    total = (states * keep).sum(dim=1, dtype=torch.float32)
+    return total / keep.sum(dim=1, dtype=torch.float32).clamp(min=1.0)
 
 
 class Pooler(nn.Module):

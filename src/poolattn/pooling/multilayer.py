@@ -44,7 +44,7 @@ def summarize_layer(states: Tensor, mask: Tensor, summary: str) -> Tensor:
     if summary == "last":
         rows = torch.arange(mask.shape[0], device=mask.device)
         return states[rows, last_token_index(mask)].float()
-    return masked_mean(states.float(), mask)
+    return masked_mean(states, mask)
 
 
 class MultiLayerPooler(Pooler):
