@@ -113,6 +113,7 @@ def layer_states(layers: Sequence[nn.Module], indices: Iterable[int],
     """
     out: dict[int, Tensor] = {}
     keep = keep or (lambda state: state)
+    indices = list(indices)
 
     def record(i: int, state: Tensor) -> None:
         if i not in out:  # a layer list that calls a module twice keeps the first
