@@ -107,9 +107,10 @@ def layer_states(layers: Sequence[nn.Module], indices: Iterable[int],
                  keep: Callable[[Tensor], Tensor] | None = None) -> Iterator[dict[int, Tensor]]:
     """{i: keep(hidden state i)} for `indices`, numbered as HF's `hidden_states`, as the layers run.
 
-    0 is the input of `layers[0]` (the embeddings), i > 0 the output of `layers[i - 1]`; an index past the layers is
-    skipped (HF's last hidden state is after the final norm: read it from the model's output). `keep` (default: the
-    state itself) runs inside the forward, so a caller that keeps a summary lets each layer's states go at once.
+    0 is the input of `layers[0]` (the embeddings), 0 < i < N the output of `layers[i - 1]`; i >= N is skipped: HF's
+    hidden state N is the last layer's output after the final norm, so read it from the model's output. `keep`
+    (default: the state itself) runs inside the forward, so a caller that keeps a summary lets each layer's states
+    go at once.
     """
     out: dict[int, Tensor] = {}
     keep = keep or (lambda state: state)
@@ -120,7 +121,7 @@ def layer_states(layers: Sequence[nn.Module], indices: Iterable[int],
             out[i] = keep(state)
 
     handles = [layers[i - 1].register_forward_hook(lambda _m, _a, o, i=i: record(i, _output(o)))
-               for i in indices if 0 < i <= len(layers)]
+               for i in indices if 0 < i < len(layers)]
     if 0 in indices and len(layers):
         handles.append(layers[0].register_forward_pre_hook(
             lambda _m, args, kwargs: record(0, args[0] if args else kwargs["hidden_states"]), with_kwargs=True))

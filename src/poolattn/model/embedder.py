@@ -224,9 +224,10 @@ class Embedder(nn.Module):
     ) -> Tensor:
         """(B, D) float32 pooled vectors from a pass through every layer."""
         all_layers = self.pooler.uses_all_layers
-        layers = getattr(base_model(self.backbone), "layers", None)
-        if all_layers and hasattr(self.pooler, "summarize") and layers is not None and not torch.is_grad_enabled():
-            return self._pooled_by_layer(list(layers), input_ids, attention_mask, pool_mask, position_ids)
+        if all_layers and hasattr(self.pooler, "summarize") and not torch.is_grad_enabled():
+            layers = getattr(base_model(self.backbone), "layers", None)
+            if layers is not None:
+                return self._pooled_by_layer(list(layers), input_ids, attention_mask, pool_mask, position_ids)
         out = self.backbone(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -255,18 +256,17 @@ class Embedder(nn.Module):
             with torch.autocast(device_type=device, enabled=False):
                 return self.pooler.summarize(states, pool_mask)
 
-        last = len(layers)
-        with layer_states(layers, [i for i in self.pooler.layers if i < last], summarize) as vectors:
+        with layer_states(layers, self.pooler.layers, summarize) as vectors:
             out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                                 use_cache=False)
-        if last in self.pooler.layers:
-            vectors[last] = summarize(out.last_hidden_state)  # HF's last hidden state: after the final norm
+        if len(layers) in self.pooler.layers:
+            vectors[len(layers)] = summarize(out.last_hidden_state)  # HF's last hidden state: after the final norm
         with torch.autocast(device_type=device, enabled=False):
             return self.pooler.combine(torch.stack([vectors[i] for i in self.pooler.layers], dim=1)).float()
 
     def activation_checkpointing_enable(self, **kwargs: Any) -> None:
         """Recompute the backbone's activations in backward (called by the Trainer for --gradient_checkpointing)."""
-        base = self.backbone.get_base_model() if hasattr(self.backbone, "get_base_model") else self.backbone
+        base = base_model(self.backbone)
         kwargs = {"gradient_checkpointing_kwargs": kwargs.get("activation_checkpointing_kwargs")
                   or kwargs.get("gradient_checkpointing_kwargs") or {"use_reentrant": False}}
         base.gradient_checkpointing_enable(**kwargs)
