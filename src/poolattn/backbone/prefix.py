@@ -298,7 +298,7 @@ class PrefixCache:
         n = len(layers)
         skipped = [_PassThrough() for _ in range(k)]
         with _layers_swapped(base, skipped + layers[k:], skip_norm=False), layer_states(
-                layers, [i for i in indices if k < i < n]) as seen:
+                layers, [i for i in indices if i > k]) as seen:  # layer_states skips N itself
             last = base(inputs_embeds=state, attention_mask=attention_mask, position_ids=position_ids,
                         use_cache=False).last_hidden_state
         hidden = dict(seen)
